@@ -1,0 +1,201 @@
+"""Command line: `python -m fusion_core {info,explain,compare,synth,train,make-sample-data}`.
+
+Bad input prints one line naming the file and the problem on stderr and exits 2.
+Set FUSION_CORE_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import InputError
+
+EXIT_INPUT = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return v
+
+
+def _checkpoint_json(ck) -> dict:
+    i = ck.info
+    return {"path": i.path, "sha256": i.sha256, "architecture": i.architecture, "layout": i.layout,
+            "dims": i.dims, "heads": i.heads, "heads_source": i.heads_source, "parameters": i.parameters,
+            "epoch": i.epoch, "metric": i.metric, "classes": i.classes}
+
+
+def _write_json(path: str, obj: dict) -> None:
+    out = Path(path)
+    try:
+        if out.parent and not out.parent.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".part")
+        tmp.write_text(json.dumps(obj, indent=None, separators=(",", ":"), allow_nan=False))
+        tmp.replace(out)
+    except OSError as e:
+        raise InputError(path, f"cannot write output: {e.strerror or e}") from None
+
+
+def _explain_payload(ckpt, args, reference):
+    from .explain import explain
+    from .pipeline import explain_welds
+    if args.features:
+        from .features import load_features
+        fb = load_features(args.features)
+        exp = explain(ckpt, fb, baseline=args.baseline, target=args.target, reference=reference)
+        welds = None
+    else:
+        from .samples import load_welds
+        welds = load_welds(args.sample)
+        ref_welds = load_welds(args.reference) if args.reference else None
+        exp = explain_welds(ckpt, welds, baseline=args.baseline, target=args.target, reference=ref_welds)
+    payload = exp.to_json_dict()
+    if welds is not None:
+        for entry, w, b in zip(payload["results"], welds, range(len(welds))):
+            entry["weld"] = w.weld_id
+            entry["positions"] = {m: (p[b].to_dict(orient="records") if p[b] is not None else [])
+                                  for m, p in exp.positions.items()}
+            if w.truth is not None:
+                entry["truth"] = w.truth
+    return exp, payload
+
+
+def cmd_info(args) -> int:
+    from .checkpoint import load_checkpoint
+    ck = load_checkpoint(args.checkpoint, heads=args.heads)
+    if args.json:
+        print(json.dumps(ck.info.to_dict(), indent=2))
+    else:
+        print("\n".join(ck.info.summary_lines()))
+    return 0
+
+
+def _reference_features(args, ckpt):
+    if not getattr(args, "reference", None) or args.sample:
+        return None
+    from .features import load_features
+    return load_features(args.reference)
+
+
+def cmd_explain(args) -> int:
+    from .checkpoint import load_checkpoint
+    ck = load_checkpoint(args.checkpoint, heads=args.heads)
+    exp, payload = _explain_payload(ck, args, _reference_features(args, ck))
+    payload = {"checkpoint": _checkpoint_json(ck), **payload, "notes": exp.notes}
+    _write_json(args.out, payload)
+    gaps = [abs(r["efficiency_gap"]) for r in payload["results"]]
+    print(f"explained {len(payload['results'])} sample(s) with target {exp.target}, baseline {exp.baseline}; "
+          f"max |efficiency gap| {max(gaps):.2e}; wrote {args.out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .compare import compare
+    if len(args.checkpoint) != 2:
+        raise InputError("", f"compare needs exactly two --checkpoint, got {len(args.checkpoint)}")
+    cks = [load_checkpoint(p, heads=args.heads) for p in args.checkpoint]
+    exps = []
+    for ck in cks:
+        exp, _ = _explain_payload(ck, args, _reference_features(args, ck))
+        exps.append(exp)
+    comp = compare(*exps)
+    payload = {"checkpoints": {"a": _checkpoint_json(cks[0]), "b": _checkpoint_json(cks[1])},
+               "target": [exps[0].target, exps[1].target], "baseline": args.baseline, **comp.to_json_dict()}
+    _write_json(args.out, payload)
+    flagged = int((~comp.top_agree).sum())
+    print(f"compared {exps[0].batch_size} sample(s); top modality differs on {flagged}; wrote {args.out}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .synth import generate_dataset
+    paths = generate_dataset(Path(args.out), args.count, args.seed)
+    print(f"wrote {len(paths)} weld(s) to {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import cli_train
+    cli_train(args.samples, args.out, epochs=args.epochs, seed=args.seed)
+    return 0
+
+
+def cmd_make_sample_data(args) -> int:
+    from .train import make_sample_data
+    make_sample_data(Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fusion_core",
+                                description="Attention and modality contributions of quad-modal weld fusion models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="what the loader finds in a checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("--heads", type=_positive_int, help="head count when the checkpoint does not say")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(func=cmd_info)
+
+    from .explain import BASELINES
+    for name, func, helptext in (("explain", cmd_explain, "explain one checkpoint on features or welds"),
+                                 ("compare", cmd_compare, "compare two checkpoints on the same inputs")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--checkpoint", required=True, action="append" if name == "compare" else "store")
+        src = s.add_mutually_exclusive_group(required=True)
+        src.add_argument("--features", help=".npz/.safetensors/.pt with video/image/audio/sensor arrays")
+        src.add_argument("--sample", help="weld folder, folder of welds, or .zip")
+        s.add_argument("--heads", type=_positive_int)
+        s.add_argument("--baseline", default="drop-attention", choices=list(BASELINES))
+        s.add_argument("--target", default="auto", help="auto | logit | class:<name> | anomaly | cosine")
+        s.add_argument("--reference", help="reference set (good samples): feature file, or welds with --sample")
+        s.add_argument("--out", required=True, help="output JSON path")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("synth", help="write synthetic welds in the dataset's layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--count", type=_positive_int, default=12)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("train", help="train the demo model (encoders + fusion + classifier) on welds")
+    s.add_argument("--samples", help="folder of training welds (default: generate them)")
+    s.add_argument("--out", required=True, help="folder for the checkpoints")
+    s.add_argument("--epochs", type=_positive_int, default=12)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("make-sample-data", help="regenerate sample_data/ (welds and demo checkpoints)")
+    s.add_argument("--out", default="sample_data")
+    s.set_defaults(func=cmd_make_sample_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug of ours, not the user's input: say so on one line
+        if os.environ.get("FUSION_CORE_DEBUG"):
+            traceback.print_exc()
+        print(f"internal error ({type(e).__name__}): {e} — rerun with FUSION_CORE_DEBUG=1 for details",
+              file=sys.stderr)
+        return 1

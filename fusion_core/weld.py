@@ -1,0 +1,106 @@
+"""What a weld is once decoded: raw signals, ready for the encoders and the plots.
+
+Readers (`fusion_core.samples`) produce `Weld`s from folders, zips or single files; the
+synthetic generator (`fusion_core.synth`) writes welds that read back into the same
+thing. Nothing here depends on torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+MODALITIES: tuple[str, ...] = ("video", "image", "audio", "sensor")
+
+# Class code = last two digits of the part number (Intel Robotic Welding dataset).
+CLASS_NAMES: dict[int, str] = {
+    0: "good",
+    1: "excessive penetration",
+    2: "burnthrough",
+    3: "porosity",
+    4: "porosity with excessive penetration",
+    5: "undercut",
+    6: "overlap",
+    7: "lack of fusion",
+    8: "excessive convexity",
+    9: "spatter",
+    10: "warping",
+    11: "crater cracks",
+}
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "Date", "Time", "Part No", "Pressure", "CO2 Weld Flow", "Feed",
+    "Primary Weld Current", "Wire Consumed", "Secondary Weld Voltage", "Remarks",
+)
+# The six numeric channels sit between "Part No" and "Remarks".
+SENSOR_CHANNELS: tuple[str, ...] = CSV_COLUMNS[3:9]
+SENSOR_UNITS: dict[str, str] = {
+    "Pressure": "bar", "CO2 Weld Flow": "L/min", "Feed": "mm/min",
+    "Primary Weld Current": "A", "Wire Consumed": "mm", "Secondary Weld Voltage": "V",
+}
+SENSOR_RATE_HZ = 8.6
+AUDIO_RATE_HZ = 16_000
+
+
+@dataclass
+class Weld:
+    """One decoded weld. Absent modalities are None (images: empty list)."""
+
+    weld_id: str                                  # part number (folder / file stem)
+    source: str                                   # where it came from, for messages
+    video: np.ndarray | None = None               # (F, H, W, 3) uint8 RGB, F kept frames
+    video_times: np.ndarray | None = None         # (F,) seconds of each kept frame
+    video_fps: float | None = None                # fps of the original stream
+    audio: np.ndarray | None = None               # (N,) float32 mono in [-1, 1] at 16 kHz
+    sample_rate: int = AUDIO_RATE_HZ
+    sensor: pd.DataFrame | None = None            # column "t" (s) + SENSOR_CHANNELS
+    images: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 RGB each
+    image_names: list[str] = field(default_factory=list)
+    truth: dict | None = None                     # truth.json when present
+    digest: str = ""                              # sha256 over the raw input bytes
+    # (width, height) of each photo as stored, before downscaling: truth.json regions and
+    # other boxes in the file's pixels scale by images[i].shape / image_sizes[i].
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def class_code(self) -> int | None:
+        tail = self.weld_id[-2:]
+        if len(self.weld_id) >= 2 and tail.isdigit() and int(tail) in CLASS_NAMES:
+            return int(tail)
+        return None
+
+    @property
+    def class_name(self) -> str | None:
+        code = self.class_code
+        return None if code is None else CLASS_NAMES[code]
+
+    @property
+    def present(self) -> list[str]:
+        have = {
+            "video": self.video is not None and len(self.video) > 0,
+            "image": len(self.images) > 0,
+            "audio": self.audio is not None and len(self.audio) > 0,
+            "sensor": self.sensor is not None and len(self.sensor) > 0,
+        }
+        return [m for m in MODALITIES if have[m]]
+
+    @property
+    def missing(self) -> list[str]:
+        return [m for m in MODALITIES if m not in self.present]
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the time-based modalities (longest of them)."""
+        spans = [0.0]
+        if self.audio is not None and len(self.audio):
+            spans.append(len(self.audio) / self.sample_rate)
+        if self.sensor is not None and len(self.sensor):
+            t = self.sensor["t"].to_numpy()
+            step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0 / SENSOR_RATE_HZ
+            spans.append(float(t[-1] - t[0]) + step)
+        if self.video is not None and self.video_times is not None and len(self.video_times):
+            step = 1.0 / self.video_fps if self.video_fps else 0.0
+            spans.append(float(self.video_times[-1]) + step)
+        return max(spans)
