@@ -119,9 +119,13 @@ def attend(fusion: CrossAttentionFusionModule, m: str, x: torch.Tensor,
 
 def aggregate(fusion: CrossAttentionFusionModule, blocks: torch.Tensor) -> torch.Tensor:
     """(N, 4, T, H) → fused (N, H), skipping dropout (explanations are eval-mode)."""
+    return aggregate_preactivation(fusion, fusion.aggregation[0](blocks.flatten(1)))
+
+
+def aggregate_preactivation(fusion: CrossAttentionFusionModule, z: torch.Tensor) -> torch.Tensor:
+    """The aggregation MLP after its first Linear: (N, 2H) → fused (N, H), no dropout."""
     agg = fusion.aggregation
-    z = agg[2](agg[1](agg[0](blocks.flatten(1))))
-    return linear_of(fusion.output_proj)(agg[4](z))
+    return linear_of(fusion.output_proj)(agg[4](agg[2](agg[1](z))))
 
 
 # --------------------------------------------------------------------------- targets
@@ -440,6 +444,82 @@ def _baseline_block(fusion, m: str, baseline: str, B: int, ref_mean: dict, D: in
     return attend(fusion, m, x, need_norms=False).block
 
 
+def _absent_blocks(fusion, inputs: FeatureBatch, present: np.ndarray, present_blocks: torch.Tensor,
+                   baseline: str, ref_mean: dict) -> torch.Tensor:
+    """(B,4,T,H) blocks standing for each modality's absence under `baseline`."""
+    B = inputs.batch_size
+    absent = []
+    for j, m in enumerate(MODALITIES):
+        D = inputs.features[m].shape[2] if m in inputs.features else fusion.config.input_dim(m)
+        blk = _baseline_block(fusion, m, baseline, B, ref_mean, D)
+        # A modality with no data cannot contribute: its absent block is its present block.
+        keep = torch.as_tensor(~present[:, j])[:, None, None]
+        absent.append(torch.where(keep, present_blocks[:, j], blk))
+    return torch.stack(absent, 1)
+
+
+def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.Tensor, tgt: Target,
+                     per_token: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Target values of all 16 modality coalitions, (B,16) float64 in bitmask order, and
+    with `per_token` also of the per-token games, (B,T,16): modality j absent only at
+    fusion token t.
+
+    The MLP's first layer is linear in the blocks, so a coalition's pre-activation is a
+    sum of per-(modality, token) partial products, computed once for present and absent
+    blocks in one batched matmul (the cost of one pass over the 4TH×2H weight). Each
+    coalition then costs only the rest of the MLP.
+    """
+    B, M, T, H = present_blocks.shape
+    lin0 = fusion.aggregation[0]
+    X = torch.cat([present_blocks, absent_blocks]).permute(1, 2, 0, 3).reshape(M * T, 2 * B, H)
+    W = lin0.weight.view(-1, M * T, H).permute(1, 2, 0)                           # (4T, H, 2H)
+    parts = torch.bmm(X, W).view(M, T, 2 * B, -1).permute(2, 0, 1, 3)             # (2B,4,T,2H)
+    part_p, part_a = parts[:B], parts[B:]
+    C = coalition_masks().to(parts.dtype)                                         # (16,4)
+    mod_p, mod_a = part_p.sum(2), part_a.sum(2)                                   # (B,4,2H)
+    # Sum the chosen partials in one fixed order: a modality whose present and absent
+    # partials are equal (no data) then changes no value by even one rounding step.
+    chosen = mod_a[None] + C[:, None, :, None] * (mod_p - mod_a)[None]           # (16,B,4,2H)
+    z_mod = lin0.bias + chosen.sum(2)
+    z = [z_mod.reshape(-1, z_mod.shape[-1])]
+    if per_token:
+        z_full = lin0.bias + mod_p.sum(1)                                         # (B,2H)
+        z_tok = z_full[None, None] + torch.einsum("cm,bmto->tcbo", C - 1, part_p - part_a)  # (T,16,B,2H)
+        z.append(z_tok.reshape(-1, z_tok.shape[-1]))
+    n = 2 ** N_MOD
+    rows = torch.arange(B).repeat(n * (1 + (T if per_token else 0)))
+    vals = tgt.fn(aggregate_preactivation(fusion, torch.cat(z)), rows).double().numpy()
+    values = vals[: n * B].reshape(n, B).T
+    tok_values = vals[n * B:].reshape(T, n, B).transpose(2, 0, 1) if per_token else None
+    return values, tok_values
+
+
+def modality_shapley(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", target: str = "auto",
+                     reference: FeatureBatch | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact modality Shapley values only: (phi (B,4), coalition values (B,16)).
+
+    Same numbers as `explain(...).contributions["shapley"]`, without attention maps,
+    norms or gradients: the cheapest way to the values (what the benchmark times).
+    """
+    fusion, classifier, class_names = _unwrap(model)
+    if isinstance(fusion, DummyCrossAttentionFusion):
+        exp = explain(model, inputs, baseline=baseline, target=target, reference=reference)
+        return exp.contributions["shapley"], exp.coalition_values
+    check_batch(fusion, inputs)
+    B = inputs.batch_size
+    ref_mean = reference_means(reference if reference is not None else inputs) if baseline == "reference-mean" else {}
+    with torch.no_grad():
+        blocks = [attend(fusion, m, inputs.features[m], inputs.mask(m), need_norms=False).block
+                  if m in inputs.features else absent_block(fusion, m, B) for m in MODALITIES]
+        present_blocks = torch.stack(blocks, 1)
+        fused = aggregate(fusion, present_blocks)
+        ref_emb = fused_embeddings(model, reference) if reference is not None else None
+        tgt = make_target(target, fused, classifier, class_names, ref_emb, inputs.source)
+        absent_blocks = _absent_blocks(fusion, inputs, inputs.present(), present_blocks, baseline, ref_mean)
+        values, _ = coalition_values(fusion, present_blocks, absent_blocks, tgt)
+    return shapley_from_values(values), values
+
+
 def _explain_attention(fusion, classifier, class_names, inputs, baseline, target_spec, ref_mean, ref_emb,
                        notes, want_relevance) -> Explanation:
     B = inputs.batch_size
@@ -473,28 +553,8 @@ def _explain_attention(fusion, classifier, class_names, inputs, baseline, target
     with torch.no_grad():
         present_blocks = present_blocks.detach()
         fused = fused.detach()
-        absent = []
-        for j, m in enumerate(MODALITIES):
-            D = inputs.features[m].shape[2] if m in inputs.features else fusion.config.input_dim(m)
-            blk = _baseline_block(fusion, m, baseline, B, ref_mean, D)
-            # A modality with no data cannot contribute: its absent block is its present block.
-            keep = torch.as_tensor(~present[:, j])[:, None, None]
-            absent.append(torch.where(keep, present_blocks[:, j], blk))
-        absent_blocks = torch.stack(absent, 1)                             # (B,4,T,H)
-
-        C = coalition_masks()                                              # (16,4)
-        sel = C[:, None, :, None, None]                                    # (16,1,4,1,1)
-        coal = torch.where(sel, present_blocks[None], absent_blocks[None])  # (16,B,4,T,H)
-        # Per-token games: modality j absent only at fusion token t.
-        tok_sel = torch.ones(T, 2 ** N_MOD, 1, N_MOD, T, 1, dtype=torch.bool)
-        for t in range(T):
-            tok_sel[t, :, :, :, t, :] = C[:, None, :, None]
-        tok = torch.where(tok_sel, present_blocks[None, None], absent_blocks[None, None])  # (T,16,B,4,T,H)
-        allc = torch.cat([coal.reshape(-1, *coal.shape[2:]), tok.reshape(-1, *tok.shape[3:])])
-        rows = torch.arange(B).repeat(2 ** N_MOD * (1 + T))
-        vals = tgt.fn(aggregate(fusion, allc), rows).double().numpy()
-        values = vals[: 2 ** N_MOD * B].reshape(2 ** N_MOD, B).T            # (B,16)
-        tok_values = vals[2 ** N_MOD * B:].reshape(T, 2 ** N_MOD, B).transpose(2, 0, 1)  # (B,T,16)
+        absent_blocks = _absent_blocks(fusion, inputs, present, present_blocks, baseline, ref_mean)
+        values, tok_values = coalition_values(fusion, present_blocks, absent_blocks, tgt, per_token=True)
 
         phi = shapley_from_values(values)
         token_phi = shapley_from_values(tok_values)
