@@ -120,9 +120,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synth import generate_dataset
-    paths = generate_dataset(Path(args.out), args.count, args.seed)
-    print(f"wrote {len(paths)} weld(s) to {args.out}")
+    from .synth import cli_synth
+    cli_synth(Path(args.out), args.count, args.seed)
     return 0
 
 

@@ -70,14 +70,36 @@ class FeatureBatch:
         )
 
 
+def _check_npz_headers(path: Path) -> None:
+    """Refuse before allocating: each member's header must declare a sane shape whose bytes
+    are really in the file (a crafted header can claim exabytes)."""
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+        if len(infos) > 64:
+            raise ValueError(f"{len(infos)} arrays; a feature file has at most a few dozen")
+        for info in infos:
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(f, max_header_size=10_000)
+            n = int(np.prod(shape, dtype=object))
+            if n > MAX_FEATURE_ELEMENTS:
+                raise ValueError(f"'{info.filename}' declares shape {shape}, more than "
+                                 f"{MAX_FEATURE_ELEMENTS:,} elements")
+            if dtype.itemsize and n * dtype.itemsize > info.file_size:
+                raise ValueError(f"'{info.filename}' declares shape {shape} but holds only {info.file_size} bytes")
+
+
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         try:
+            _check_npz_headers(path)
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise InputError(path, f"not a readable .npz feature file ({e})") from None
+            raise InputError(path, f"not a readable .npz feature file ({str(e)[:200]})") from None
     if suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
@@ -139,6 +161,9 @@ def features_from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> Fea
             raise InputError(source, f"'{m}' has feature dimension 0")
         if a.shape[0] == 0:
             raise InputError(source, f"'{m}' has batch size 0")
+        if a.shape[1] == 0:
+            raise InputError(source, f"'{m}' is an empty sequence (S=0); leave the modality out, "
+                                     f"or give '{m}_mask' zeros, to mark it absent")
         if batch is None:
             batch = a.shape[0]
         elif a.shape[0] != batch:
@@ -158,8 +183,6 @@ def features_from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> Fea
             if mk.dtype.kind not in "biuf" or not np.isin(mk, (0, 1)).all():
                 raise InputError(source, f"'{m}_mask' must hold only 0/1 or booleans")
             masks[m] = torch.from_numpy(mk.astype(bool).copy())
-        elif S == 0:
-            masks[m] = torch.zeros((batch, 0), dtype=torch.bool)
         if f"{m}_t0" in arrays and f"{m}_t1" in arrays:
             spans = []
             for s in ("t0", "t1"):

@@ -1,0 +1,98 @@
+"""Every case of the hostile-input corpus through the CLI: exit 2, one line naming the
+file and the problem, no traceback, and no code from any file ever runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusion_core.cli import main
+from fusion_core.encoders import EncoderConfig
+from fusion_core.model import MODALITIES, FusionConfig
+from fusion_core.synth import generate_weld
+from fusion_core.train import WeldModel, save_model
+
+from bad_inputs import build_corpus
+from factories import random_module, small_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    marker = d / "MARKER"
+    cfg = small_config(0, num_heads=2)
+    sd = random_module(cfg, 0).state_dict()
+    good_ck = d / "good.pt"
+    torch.save({"model_state_dict": sd, "config": {"num_heads": 2}}, good_ck)
+    weld = generate_weld("000102", 2, 0, d / "src")
+    torch.manual_seed(0)
+    enc = EncoderConfig()
+    model = WeldModel(enc, FusionConfig(**{f"{m}_dim": enc.dim(m) for m in MODALITIES}, hidden_dim=16,
+                                        num_fusion_tokens=2, num_heads=2), [0, 2, 3])
+    weld_ck = d / "weld-model.safetensors"
+    save_model(weld_ck, model.eval())
+    cases = build_corpus(d / "corpus", sd, 2, {m: cfg.input_dim(m) for m in MODALITIES}, weld, marker)
+    return {"cases": {c.name: c for c in cases}, "marker": marker, "good_ck": good_ck, "weld_ck": weld_ck,
+            "weld": weld, "dir": d}
+
+
+def test_corpus_has_at_least_50_cases(corpus):
+    assert len(corpus["cases"]) >= 50
+
+
+def _argv(corpus, case, out):
+    if case.kind == "checkpoint":
+        return ["info", str(case.path)]
+    if case.kind == "features":
+        return ["explain", "--checkpoint", str(corpus["good_ck"]), "--features", str(case.path), "--out", str(out)]
+    return ["explain", "--checkpoint", str(corpus["weld_ck"]), "--sample", str(case.path), "--out", str(out)]
+
+
+def test_every_bad_input_exits_2_with_one_clear_line(corpus, capsys, tmp_path):
+    failures = []
+    for name, case in corpus["cases"].items():
+        out = tmp_path / f"{name}.json"
+        code = main(_argv(corpus, case, out))
+        err = capsys.readouterr().err.strip()
+        # The message names the file (its own path or, for zip entries/weld files, a path
+        # under it) and the problem.
+        named = case.path.name in err or case.path.parent.name in err
+        if code != 2 or "\n" in err or not named or case.expect.lower() not in err.lower() or out.exists():
+            failures.append(f"{name}: exit {code}, stderr {err!r}")
+    assert not failures, "\n".join(failures)
+    assert not corpus["marker"].exists(), "a pickle in the corpus ran code"
+
+
+def test_evil_pickle_through_a_real_process_never_runs(corpus):
+    case = corpus["cases"]["pickle-os-system-config"]
+    r = subprocess.run([sys.executable, "-m", "fusion_core", "info", str(case.path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "posix.system" in r.stderr
+    assert not corpus["marker"].exists()
+
+
+def test_nothing_is_written_outside_temporary_folders(corpus, tmp_path):
+    before = {p for p in ROOT.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts}
+    for name in ("zip-slip-dotdot", "zip-absolute-path", "zip-symlink"):
+        main(_argv(corpus, corpus["cases"][name], tmp_path / "o.json"))
+    after = {p for p in ROOT.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts}
+    assert {p for p in after - before if "__pycache__" not in p.parts} == set()
+    assert not Path("/tmp/evil.txt").exists()
+    assert not (corpus["dir"] / "corpus" / "evil.txt").exists()
+
+
+def test_good_inputs_next_to_the_corpus_still_work(corpus, tmp_path):
+    """The same checkpoints and weld, unbroken, explain fine (the cases fail for their flaw)."""
+    import json
+    out = tmp_path / "ok.json"
+    assert main(["explain", "--checkpoint", str(corpus["weld_ck"]), "--sample", str(corpus["weld"]),
+                 "--out", str(out)]) == 0
+    r = json.loads(out.read_text())["results"][0]
+    assert r["weld"] == "000102" and r["truth"]["class"] == 2
+    assert set(r["positions"]) == set(MODALITIES) and abs(r["efficiency_gap"]) < 1e-5
