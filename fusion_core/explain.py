@@ -15,6 +15,7 @@ fully padded modality: its attention row is all zeros and its block is what the
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +73,7 @@ def absent_block(fusion: CrossAttentionFusionModule, m: str, batch: int) -> torc
 
 def attend(fusion: CrossAttentionFusionModule, m: str, x: torch.Tensor,
            valid: torch.Tensor | None = None, need_norms: bool = True,
-           weights_leaf: bool = False) -> Attended:
+           weights_leaf: bool = False, consts: dict | None = None) -> Attended:
     """Per-head cross-attention of the fusion tokens over modality `m`'s features x (B,S,D).
 
     Same arithmetic as nn.MultiheadAttention in eval mode, but per head and with a fully
@@ -85,14 +86,24 @@ def attend(fusion: CrossAttentionFusionModule, m: str, x: torch.Tensor,
     H = fusion.config.hidden_dim
     h = mha.num_heads
     d = H // h
-    keys = linear_of(fusion.proj(m))(x)                       # (B,S,H)
     q_in = _queries(fusion, B)
-    Wq, Wk, Wv = mha.in_proj_weight.chunk(3)
-    bq, bk, bv = mha.in_proj_bias.chunk(3)
+    Wq, bq = mha.in_proj_weight[:H], mha.in_proj_bias[:H]
     T = q_in.shape[1]
-    q = F.linear(q_in, Wq, bq).view(B, T, h, d).transpose(1, 2)   # (B,h,T,d)
-    k = F.linear(keys, Wk, bk).view(B, S, h, d).transpose(1, 2)   # (B,h,S,d)
-    v = F.linear(keys, Wv, bv).view(B, S, h, d).transpose(1, 2)   # (B,h,S,d)
+    consts = constants(fusion) if consts is None else consts
+    q = _constant(consts, ("queries", m), lambda: F.linear(fusion.fusion_tokens, Wq, bq))
+    q = q.view(1, T, h, d).transpose(1, 2).expand(B, -1, -1, -1)  # (B,h,T,d)
+    # Keys and values in one GEMM, as nn.MultiheadAttention does when key is value; when
+    # the input is narrower than 2H, the modality projection is folded into it (fewer
+    # multiply-adds per position: D·2H instead of D·H + H·2H).
+    lin, W_kv, b_kv = linear_of(fusion.proj(m)), mha.in_proj_weight[H:], mha.in_proj_bias[H:]
+    if lin.in_features < 2 * H:
+        W_f, b_f = _constant(consts, ("kv folded", m), lambda: (W_kv @ lin.weight, W_kv @ lin.bias + b_kv))
+        kv = F.linear(x, W_f, b_f)
+    else:
+        kv = F.linear(lin(x), W_kv, b_kv)
+    kv = kv.view(B, S, 2, h, d)
+    k = kv[:, :, 0].transpose(1, 2)                               # (B,h,S,d)
+    v = kv[:, :, 1].transpose(1, 2)                               # (B,h,S,d)
     scores = (q / math.sqrt(d)) @ k.transpose(-1, -2)             # (B,h,T,S)
     if valid is None:
         valid = torch.ones(B, S, dtype=torch.bool)
@@ -206,19 +217,28 @@ def coalition_masks() -> torch.Tensor:
     return ((c[:, None] >> torch.arange(N_MOD)[None]) & 1).bool()
 
 
-def shapley_from_values(values: np.ndarray) -> np.ndarray:
-    """Exact Shapley values (..., 4) from coalition values (..., 16) indexed by bitmask."""
-    values = np.asarray(values, dtype=np.float64)
-    n = N_MOD
-    phi = np.zeros(values.shape[:-1] + (n,))
+def _shapley_terms(n: int = N_MOD) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per player i: coalitions without i, the same with i, and their Shapley weights."""
+    terms = []
     for i in range(n):
-        for c in range(2 ** n):
-            if c >> i & 1:
-                continue
-            s = bin(c).count("1")
-            w = math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n)
-            phi[..., i] += w * (values[..., c | (1 << i)] - values[..., c])
-    return phi
+        without = np.array([c for c in range(2 ** n) if not c >> i & 1])
+        sizes = np.array([bin(c).count("1") for c in without])
+        w = np.array([math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in sizes])
+        terms.append((without, without | (1 << i), w))
+    return terms
+
+
+_SHAPLEY_TERMS = _shapley_terms()
+
+
+def shapley_from_values(values: np.ndarray) -> np.ndarray:
+    """Exact Shapley values (..., 4) from coalition values (..., 16) indexed by bitmask.
+
+    Marginal differences are taken pairwise, so a player that never changes a value
+    gets exactly 0.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    return np.stack([((v[..., w1] - v[..., w0]) * w).sum(-1) for w0, w1, w in _SHAPLEY_TERMS], -1)
 
 
 # --------------------------------------------------------------------------- result
@@ -437,11 +457,41 @@ def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", ta
                               notes, relevance)
 
 
+# Input-independent blocks (the `zeros` baseline; the queries) per module, recomputed
+# when any parameter changes in place (tensor version counters). Weak keys: a model
+# that is dropped takes its entries with it. Nothing is ever written to the module.
+_CONSTANTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def constants(fusion: nn.Module) -> dict:
+    """This module's cache of input-independent tensors, emptied if any weight changed."""
+    entry = _CONSTANTS.get(fusion)
+    # Parameters are updated in place (optimizers, load_state_dict), which bumps their
+    # version counters; replacing a Parameter object outright is not tracked.
+    if entry is not None and tuple(p._version for p in entry["params"]) == entry["version"]:
+        return entry
+    params = list(fusion.parameters())
+    entry = {"params": params, "version": tuple(p._version for p in params)}
+    _CONSTANTS[fusion] = entry
+    return entry
+
+
+def _constant(consts: dict, key: tuple, make) -> torch.Tensor:
+    if key not in consts:
+        with torch.no_grad():
+            consts[key] = make()
+    return consts[key]
+
+
 def _baseline_block(fusion, m: str, baseline: str, B: int, ref_mean: dict, D: int) -> torch.Tensor:
+    consts = constants(fusion)
     if baseline == "drop-attention" or (baseline == "reference-mean" and m not in ref_mean):
         return absent_block(fusion, m, B)
-    x = ref_mean[m].expand(B, 1, D) if baseline == "reference-mean" else torch.zeros(B, 1, D)
-    return attend(fusion, m, x, need_norms=False).block
+    if baseline == "zeros":
+        one = _constant(consts, ("zeros", m),
+                        lambda: attend(fusion, m, torch.zeros(1, 1, D), need_norms=False, consts=consts).block)
+        return one.expand(B, -1, -1)
+    return attend(fusion, m, ref_mean[m].expand(1, 1, D), need_norms=False, consts=consts).block.expand(B, -1, -1)
 
 
 def _absent_blocks(fusion, inputs: FeatureBatch, present: np.ndarray, present_blocks: torch.Tensor,
@@ -458,7 +508,7 @@ def _absent_blocks(fusion, inputs: FeatureBatch, present: np.ndarray, present_bl
     return torch.stack(absent, 1)
 
 
-def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.Tensor, tgt: Target,
+def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.Tensor, tgt,
                      per_token: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Target values of all 16 modality coalitions, (B,16) float64 in bitmask order, and
     with `per_token` also of the per-token games, (B,T,16): modality j absent only at
@@ -467,12 +517,15 @@ def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.
     The MLP's first layer is linear in the blocks, so a coalition's pre-activation is a
     sum of per-(modality, token) partial products, computed once for present and absent
     blocks in one batched matmul (the cost of one pass over the 4TH×2H weight). Each
-    coalition then costs only the rest of the MLP.
+    coalition then costs only the rest of the MLP. `tgt` is a Target, or a function
+    making one from the full fused output (so the weight is read once in all).
     """
     B, M, T, H = present_blocks.shape
     lin0 = fusion.aggregation[0]
     X = torch.cat([present_blocks, absent_blocks]).permute(1, 2, 0, 3).reshape(M * T, 2 * B, H)
-    W = lin0.weight.view(-1, M * T, H).permute(1, 2, 0)                           # (4T, H, 2H)
+    # The weight regrouped per (modality, token), contiguous (a strided bmm is ~2× slower).
+    W = _constant(constants(fusion), ("W0 by block",),
+                  lambda: lin0.weight.detach().view(-1, M * T, H).permute(1, 2, 0).contiguous())  # (4T,H,2H)
     parts = torch.bmm(X, W).view(M, T, 2 * B, -1).permute(2, 0, 1, 3)             # (2B,4,T,2H)
     part_p, part_a = parts[:B], parts[B:]
     C = coalition_masks().to(parts.dtype)                                         # (16,4)
@@ -481,6 +534,8 @@ def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.
     # partials are equal (no data) then changes no value by even one rounding step.
     chosen = mod_a[None] + C[:, None, :, None] * (mod_p - mod_a)[None]           # (16,B,4,2H)
     z_mod = lin0.bias + chosen.sum(2)
+    if not isinstance(tgt, Target):
+        tgt = tgt(aggregate_preactivation(fusion, z_mod[-1]))
     z = [z_mod.reshape(-1, z_mod.shape[-1])]
     if per_token:
         z_full = lin0.bias + mod_p.sum(1)                                         # (B,2H)
@@ -488,7 +543,7 @@ def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.
         z.append(z_tok.reshape(-1, z_tok.shape[-1]))
     n = 2 ** N_MOD
     rows = torch.arange(B).repeat(n * (1 + (T if per_token else 0)))
-    vals = tgt.fn(aggregate_preactivation(fusion, torch.cat(z)), rows).double().numpy()
+    vals = tgt.fn(aggregate_preactivation(fusion, torch.cat(z)), rows).detach().double().numpy()
     values = vals[: n * B].reshape(n, B).T
     tok_values = vals[n * B:].reshape(T, n, B).transpose(2, 0, 1) if per_token else None
     return values, tok_values
@@ -512,11 +567,11 @@ def modality_shapley(model, inputs: FeatureBatch, *, baseline: str = "drop-atten
         blocks = [attend(fusion, m, inputs.features[m], inputs.mask(m), need_norms=False).block
                   if m in inputs.features else absent_block(fusion, m, B) for m in MODALITIES]
         present_blocks = torch.stack(blocks, 1)
-        fused = aggregate(fusion, present_blocks)
         ref_emb = fused_embeddings(model, reference) if reference is not None else None
-        tgt = make_target(target, fused, classifier, class_names, ref_emb, inputs.source)
         absent_blocks = _absent_blocks(fusion, inputs, inputs.present(), present_blocks, baseline, ref_mean)
-        values, _ = coalition_values(fusion, present_blocks, absent_blocks, tgt)
+        values, _ = coalition_values(
+            fusion, present_blocks, absent_blocks,
+            lambda fused: make_target(target, fused, classifier, class_names, ref_emb, inputs.source))
     return shapley_from_values(values), values
 
 
