@@ -132,3 +132,28 @@ def test_bad_checkpoint_and_arguments_exit_2(setup, tmp_path):
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert expect in r.stderr and "Traceback" not in r.stderr
+
+
+def test_weld_explanations_are_bit_identical_across_processes(tmp_path):
+    """Same checkpoint and welds → byte-identical JSON from two separate processes."""
+    from fusion_core.encoders import EncoderConfig
+    from fusion_core.model import MODALITIES, FusionConfig
+    from fusion_core.synth import generate_dataset
+    from fusion_core.train import WeldModel, save_model
+    torch.manual_seed(3)
+    enc = EncoderConfig()
+    model = WeldModel(enc, FusionConfig(**{f"{m}_dim": enc.dim(m) for m in MODALITIES}, hidden_dim=16,
+                                        num_fusion_tokens=2, num_heads=2), [0, 2, 3, 9])
+    ck = tmp_path / "m.safetensors"
+    save_model(ck, model.eval())
+    generate_dataset(tmp_path / "welds", 3, seed=4)
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"run{i}.json"
+        r = run("explain", "--checkpoint", ck, "--sample", tmp_path / "welds", "--out", out)
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    res = json.loads(outs[0])["results"]
+    assert [r["weld"] for r in res] == sorted(r["weld"] for r in res) and len(res) == 3
+    assert all(r["prediction"]["class"] for r in res)
