@@ -132,7 +132,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_make_sample_data(args) -> int:
-    from .train import make_sample_data
+    from .sampledata import make_sample_data
     make_sample_data(Path(args.out))
     return 0
 
