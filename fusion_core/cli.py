@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("make-sample-data", help="regenerate sample_data/ (welds and demo checkpoints)")
     s.add_argument("--out", default="sample_data")
     s.set_defaults(func=cmd_make_sample_data)
+
+    from .batch import add_batch_parser
+    add_batch_parser(sub)
     return p
 
 

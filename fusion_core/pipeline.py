@@ -65,8 +65,9 @@ def explain_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld], *, baseline: st
                   progress: Callable[[int, int], None] | None = None) -> Explanation:
     """Explain many welds with one loaded model, `batch_size` welds per model run.
 
-    With a class-logit target the predicted class is fixed per weld, so batching does not
-    change any number. `progress(done, total)` is called after each batch.
+    Batching changes no number beyond float rounding (matrix kernels pick different
+    blocking for different row counts, so last bits can differ from a one-weld run; for
+    bit-identical reruns keep `batch_size`). `progress(done, total)` is called after each batch.
     """
     ref = encode_welds(ckpt, reference) if reference else None
     chunks = [encode_welds(ckpt, welds[i:i + batch_size]) for i in range(0, len(welds), batch_size)]

@@ -1,0 +1,404 @@
+"""Train the demo model end to end: built-in encoders + the seed's fusion module + a linear head.
+
+Small on purpose (a few hundred thousand parameters, CPU, minutes on 2 cores) and
+deterministic in the seed. Two choices make its explanations meaningful:
+
+- modality dropout: whole modalities are masked at random during training, so the model
+  reads each modality's evidence where it is, and "modality absent" (what exact Shapley
+  compares against) is a state the model has seen. An absent modality's fusion block is
+  norm(queries + out_proj.bias), as in `fusion_core.explain`.
+- local encoders (see `fusion_core.encoders`): a token only carries its own moment or patch.
+
+Checkpoints are safetensors in the layout `load_checkpoint` reads: `fusion.*`,
+`classifier.*`, `{video,image,audio,sensor}_encoder.*`, with JSON metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoders import EncoderConfig, WeldEncoders, collate, preprocess
+from .model import MODALITIES, CrossAttentionFusionModule, FusionConfig, parameter_count
+from .weld import CLASS_NAMES, Weld
+
+FORMAT = "weld-fusion/1"
+TIME_MODALITIES = ("video", "audio", "sensor")
+
+
+# --------------------------------------------------------------------------- model
+
+class WeldModel(nn.Module):
+    """Encoders → fusion → classifier. Attribute names match what `explain` expects."""
+
+    def __init__(self, enc_cfg: EncoderConfig, fusion_cfg: FusionConfig, class_codes: list[int]):
+        super().__init__()
+        self.encoders = WeldEncoders(enc_cfg)
+        self.fusion = CrossAttentionFusionModule(fusion_cfg)
+        self.classifier = nn.Linear(fusion_cfg.hidden_dim, len(class_codes))
+        self.class_codes = [int(c) for c in class_codes]
+        self.class_names = [CLASS_NAMES.get(c, str(c)) for c in self.class_codes]
+
+    def fuse(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fused (B, H). A row with no data for a modality gets the absent block, never NaN."""
+        fusion = self.fusion
+        B = next(iter(feats.values())).shape[0]
+        q = fusion.fusion_tokens.expand(B, -1, -1)
+        blocks = []
+        for m in MODALITIES:
+            mha = fusion.cross_attn(m)
+            keys = fusion.proj(m)(feats[m])
+            mk = masks[m].bool()
+            row_ok = mk.any(1)
+            # nn.MultiheadAttention gives NaN on a fully padded row: unpad one key there and
+            # replace the output by what "no attention output" means (out_proj's bias).
+            first = torch.zeros_like(mk)
+            first[:, 0] = True
+            safe = mk | (first & ~row_ok[:, None])
+            out, _ = mha(q, keys, keys, key_padding_mask=~safe, need_weights=False)
+            out = torch.where(row_ok[:, None, None], out, mha.out_proj.bias.expand_as(out))
+            blocks.append(fusion.norm(m)(out + q))
+        return fusion.fuse_blocks(torch.stack(blocks, dim=1))
+
+    def forward(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        feats = self.encoders(inputs, masks)
+        return self.classifier(self.fuse(feats, masks))
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """The saved layout: fusion.*, classifier.*, and the encoders' own prefixes."""
+        out = {f"fusion.{k}": v for k, v in self.fusion.state_dict().items()}
+        out.update({f"classifier.{k}": v for k, v in self.classifier.state_dict().items()})
+        out.update(self.encoders.state_dict())  # keys already video_encoder.*, image_encoder.*, ...
+        return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def save_model(path: str | os.PathLike, model: WeldModel, **meta) -> None:
+    from safetensors.torch import save_file
+    metadata = {
+        "format": FORMAT,
+        "fusion_config": json.dumps(model.fusion.config.to_dict()),
+        "encoder_config": json.dumps(model.encoders.config.to_dict()),
+        "class_codes": json.dumps(model.class_codes),
+        "class_names": json.dumps(model.class_names),
+        "created_by": "fusion_core.train",
+    }
+    metadata.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    tmp = Path(str(path) + ".tmp")
+    save_file(model.checkpoint_tensors(), str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | os.PathLike) -> WeldModel:
+    """Rebuild a WeldModel from a file `save_model` wrote (for training-side checks)."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model = WeldModel(EncoderConfig.from_dict(json.loads(meta["encoder_config"])),
+                      FusionConfig.from_dict(json.loads(meta["fusion_config"])),
+                      json.loads(meta["class_codes"]))
+    model.load_state_dict({("encoders." + k if k.split(".")[0].endswith("_encoder") else k): v
+                           for k, v in tensors.items()}, strict=True)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- data
+
+def weld_class(w: Weld) -> int | None:
+    """The ground-truth class code: truth.json first, else the part number."""
+    if w.truth and isinstance(w.truth.get("class"), (int, str)) and str(w.truth["class"]).isdigit():
+        return int(w.truth["class"])
+    return w.class_code
+
+
+def _load(src) -> Iterable[Weld]:
+    """Welds one at a time from a folder (decoded frames are dropped once preprocessed)."""
+    if isinstance(src, (str, os.PathLike)):
+        from .samples import iter_welds
+        return iter_welds(src)
+    return list(src)
+
+
+def prepare(welds: Iterable[Weld], cfg: EncoderConfig) -> list[dict]:
+    """`preprocess` every weld once (≈20 ms each); the tensors are cached for all epochs.
+
+    Kept in-process: a forked pool is slower here (torch's thread pool does not survive
+    fork well), and `preprocess` is cheap next to decoding.
+    """
+    items = []
+    for w in welds:
+        item = preprocess(w, cfg)
+        item["label_code"] = weld_class(w)
+        items.append(item)
+    return items
+
+
+def _stack(items: list[dict], idx) -> tuple[dict, dict]:
+    b = collate([items[i] for i in idx])
+    return b["inputs"], b["masks"]
+
+
+def _drop_modalities(masks: dict[str, torch.Tensor], p: float, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Mask whole modalities at random (each with probability p); at least one present one survives."""
+    B = next(iter(masks.values())).shape[0]
+    present = torch.stack([masks[m].any(1) for m in MODALITIES], 1)            # (B,4)
+    keep = torch.rand(B, len(MODALITIES), generator=gen) >= p
+    keep &= present
+    empty = ~keep.any(1) & present.any(1)
+    if empty.any():  # revive one random present modality
+        score = torch.rand(B, len(MODALITIES), generator=gen) * present
+        pick = F.one_hot(score.argmax(1), len(MODALITIES)).bool()
+        keep = torch.where(empty[:, None], pick, keep)
+    return {m: masks[m] & keep[:, j:j + 1] for j, m in enumerate(MODALITIES)}
+
+
+@torch.no_grad()
+def _evaluate(model: WeldModel, items: list[dict], labels: torch.Tensor, batch: int = 64) -> tuple[float, float]:
+    model.eval()
+    logits = []
+    for s in range(0, len(items), batch):
+        inp, mk = _stack(items, range(s, min(s + batch, len(items))))
+        logits.append(model(inp, mk))
+    z = torch.cat(logits)
+    return float((z.argmax(1) == labels).float().mean()), float(F.cross_entropy(z, labels))
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass
+class TrainSettings:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.02
+    modality_dropout: float = 0.3
+    label_smoothing: float = 0.05
+    hidden_dim: int = 64
+    num_fusion_tokens: int = 4
+    num_heads: int = 4
+    dropout: float = 0.1
+    val_fraction: float = 0.2
+
+
+def train(train_dir_or_welds, out_dir: str | os.PathLike, *, epochs: int = 30, seed: int = 0,
+          val_dir=None, encoder_config: EncoderConfig | None = None,
+          threads: int = 2, log=print, **settings) -> dict:
+    """Train encoders + fusion + classifier on welds; write demo-early/demo-best checkpoints.
+
+    `train_dir_or_welds` (and `val_dir`) is a folder of weld folders (read with
+    `fusion_core.samples`) or a list of `Weld`s; welds without a known class are skipped. Without `val_dir`, a
+    stratified `val_fraction` of the training welds is held out. Returns the history dict
+    (also written to `out_dir/train-history.json`).
+    """
+    st = TrainSettings(epochs=epochs, **settings)
+    val_src = val_dir
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    base_cfg = encoder_config or EncoderConfig()
+    items = [it for it in prepare(_load(train_dir_or_welds), base_cfg) if it["label_code"] is not None]
+    if val_src is not None:
+        val_items = [it for it in prepare(_load(val_src), base_cfg) if it["label_code"] is not None]
+    else:  # stratified hold-out, seeded
+        by_class: dict[int, list[int]] = {}
+        for i, it in enumerate(items):
+            by_class.setdefault(it["label_code"], []).append(i)
+        val_idx = set()
+        for idx in by_class.values():
+            k = int(round(len(idx) * st.val_fraction)) if len(idx) > 1 else 0
+            val_idx.update(rng.permutation(idx)[:k].tolist())
+        val_items = [it for i, it in enumerate(items) if i in val_idx]
+        items = [it for i, it in enumerate(items) if i not in val_idx]
+    if not items:
+        raise ValueError("no training welds with a known class")
+    t_prep = time.perf_counter() - t_start
+
+    codes = sorted({it["label_code"] for it in items} | {it["label_code"] for it in val_items})
+    enc_cfg = base_cfg.fit_normalisation(items)
+    fusion_cfg = FusionConfig(video_dim=enc_cfg.video_dim, image_dim=enc_cfg.image_dim,
+                              audio_dim=enc_cfg.audio_dim, sensor_dim=enc_cfg.sensor_dim,
+                              hidden_dim=st.hidden_dim, num_fusion_tokens=st.num_fusion_tokens,
+                              num_heads=st.num_heads, dropout=st.dropout, layout="v1")
+    torch.manual_seed(seed)
+    model = WeldModel(enc_cfg, fusion_cfg, codes)
+    labels = torch.tensor([codes.index(it["label_code"]) for it in items])
+    val_labels = torch.tensor([codes.index(it["label_code"]) for it in val_items])
+    log(f"train: {len(items)} welds, val: {len(val_items)}, classes {codes}, "
+        f"{parameter_count(model):,} parameters, preprocessing {t_prep:.1f}s")
+
+    opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
+    steps_per_epoch = math.ceil(len(items) / st.batch_size)
+    total = steps_per_epoch * st.epochs
+    warm = min(steps_per_epoch, total // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+    history: dict = {"settings": st.__dict__, "seed": seed, "classes": codes, "epochs": [],
+                     "parameters": parameter_count(model), "train_welds": len(items), "val_welds": len(val_items)}
+    best = (-1.0, float("inf"))
+    step = 0
+    for epoch in range(1, st.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(items), generator=gen)
+        tot_loss, tot_ok = 0.0, 0
+        for s in range(0, len(items), st.batch_size):
+            idx = order[s:s + st.batch_size].tolist()
+            inp, mk = _stack(items, idx)
+            mk = _drop_modalities(mk, st.modality_dropout, gen)
+            logits = model(inp, mk)
+            y = labels[idx]
+            loss = F.cross_entropy(logits, y, label_smoothing=st.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            tot_loss += loss.item() * len(idx)
+            tot_ok += int((logits.argmax(1) == y).sum())
+        val_acc, val_loss = _evaluate(model, val_items, val_labels) if val_items else (float("nan"), float("nan"))
+        rec = {"epoch": epoch, "global_step": step, "train_loss": tot_loss / len(items),
+               "train_accuracy": tot_ok / len(items), "val_accuracy": val_acc, "val_loss": val_loss,
+               "seconds": time.perf_counter() - t0}
+        history["epochs"].append(rec)
+        log(f"epoch {epoch:3d}  loss {rec['train_loss']:.3f}  train acc {rec['train_accuracy']:.3f}  "
+            f"val acc {val_acc:.3f}  val loss {val_loss:.3f}  ({rec['seconds']:.1f}s)")
+        meta = {"epoch": str(epoch), "global_step": str(step), "val_accuracy": f"{val_acc:.6f}",
+                "train_seed": str(seed)}
+        if epoch == 1:
+            save_model(out / "demo-early.safetensors", model, best_metric=f"{val_acc:.6f}", **meta)
+        key = (val_acc if val_acc == val_acc else -float(epoch), val_loss if val_loss == val_loss else 0.0)
+        if key[0] > best[0] or (key[0] == best[0] and key[1] < best[1]):
+            best = key
+            save_model(out / "demo-best.safetensors", model, best_metric=f"{val_acc:.6f}", **meta)
+            history["best_epoch"] = epoch
+            history["best_val_accuracy"] = val_acc
+    history["train_seconds"] = time.perf_counter() - t_start
+    history["preprocess_seconds"] = t_prep
+    (out / "train-history.json").write_text(json.dumps(history, indent=1))
+    return history
+
+
+# --------------------------------------------------------------------------- quality
+
+def _overlap_fraction(pos: pd.DataFrame, windows: list) -> np.ndarray:
+    """Per token, the fraction of its time span inside any of the windows."""
+    t0 = pos["t0"].to_numpy(float)
+    t1 = pos["t1"].to_numpy(float)
+    inside = np.zeros_like(t0)
+    for w0, w1 in windows:
+        inside += np.clip(np.minimum(t1, w1) - np.maximum(t0, w0), 0, None)
+    return np.clip(inside / np.maximum(t1 - t0, 1e-12), 0, 1)
+
+
+def evaluate_quality(checkpoint_path: str | os.PathLike, welds: list[Weld], batch_size: int = 32) -> dict:
+    """The demo-checkpoint figures on welds with truth.json, through the explanation engine.
+
+    - accuracy: predicted class == truth class;
+    - shapley_top_is_planted: over defect welds (planted modalities listed), the fraction
+      whose top modality by exact Shapley (target: predicted-class logit) is a planted one;
+    - relevance/attention localisation: over defect welds with time windows and each planted
+      time modality, mass inside the windows divided by the windows' share of the weld
+      ("chance share"); the mean of per-weld ratios and the ratio of means. Attention is
+      the raw weights averaged over heads and fusion tokens.
+    """
+    from .checkpoint import load_checkpoint
+    from .explain import explain
+
+    ck = load_checkpoint(checkpoint_path)
+    if ck.encoders is None:
+        raise ValueError(f"{checkpoint_path}: has no built-in encoders")
+    codes = ck.class_codes or list(range(len(ck.class_names or [])))
+    n = n_ok = 0
+    top_hits, top_total = 0, 0
+    loc = {"relevance": [], "attention": []}  # (mass_in, chance)
+    per_modality: dict[str, list] = {m: [] for m in TIME_MODALITIES}
+    for s in range(0, len(welds), batch_size):
+        chunk = welds[s:s + batch_size]
+        batch = ck.encoders.encode(chunk)
+        ex = explain(ck, batch, target="logit")
+        pred = ex.logits.argmax(1)
+        for b, w in enumerate(chunk):
+            code = weld_class(w)
+            truth = w.truth or {}
+            if code is not None:
+                n += 1
+                n_ok += int(codes[int(pred[b])] == code)
+            planted = [m for m in truth.get("modalities", []) if m in MODALITIES]
+            if code is None or code == 0 or not planted:
+                continue
+            top_total += 1
+            top_hits += int(ex.top_modality(b, "shapley") in planted)
+            windows = truth.get("windows") or []
+            if not windows:
+                continue
+            for m in planted:
+                if m not in TIME_MODALITIES or not ex.masks[m][b].any():
+                    continue
+                frac = _overlap_fraction(batch.positions[m][b], windows)
+                chance = float(frac.mean())
+                if chance <= 0 or chance >= 1:
+                    continue
+                for name, arr in (("relevance", ex.relevance[m][b].sum(0)),
+                                  ("attention", ex.attention[m][b].mean((0, 1)))):
+                    tot = float(arr.sum())
+                    if tot > 0:
+                        loc[name].append((float((arr * frac).sum()) / tot, chance))
+                        if name == "relevance":
+                            per_modality[m].append(loc[name][-1][0] / chance)
+
+    def summary(pairs):
+        if not pairs:
+            return {"n": 0, "mean_ratio": float("nan"), "ratio_of_means": float("nan"),
+                    "mass_in_window": float("nan"), "chance_share": float("nan")}
+        a = np.asarray(pairs)
+        return {"n": len(a), "mean_ratio": float((a[:, 0] / a[:, 1]).mean()),
+                "ratio_of_means": float(a[:, 0].mean() / a[:, 1].mean()),
+                "mass_in_window": float(a[:, 0].mean()), "chance_share": float(a[:, 1].mean())}
+
+    return {
+        "welds": n, "accuracy": n_ok / n if n else float("nan"),
+        "defect_welds": top_total,
+        "shapley_top_is_planted": top_hits / top_total if top_total else float("nan"),
+        "relevance": summary(loc["relevance"]),
+        "attention": summary(loc["attention"]),
+        "relevance_ratio_by_modality": {m: float(np.mean(v)) if v else float("nan")
+                                        for m, v in per_modality.items()},
+    }
+
+
+# --------------------------------------------------------------------------- entry points
+
+def cli_train(samples_dir: str | os.PathLike, out_dir: str | os.PathLike, epochs: int = 30, seed: int = 0,
+              val_dir: str | os.PathLike | None = None) -> dict:
+    """`python -m fusion_core train`: train on a folder of welds, checkpoints into out_dir."""
+    return train(samples_dir, out_dir, epochs=epochs, seed=seed, val_dir=val_dir)
+
+
+def make_demo_checkpoints(out_dir: str | os.PathLike, *, count: int = 480, val_count: int = 120,
+                          epochs: int = 30, seed: int = 1234, log=print) -> dict:
+    """Generate a training set and a validation set (different seeds) in a temporary folder,
+    train, and write demo-early/demo-best (+ history) into out_dir."""
+    from .synth import generate_dataset
+    with tempfile.TemporaryDirectory(prefix="weld-train-") as tmp:
+        generate_dataset(Path(tmp) / "train", count, seed)
+        generate_dataset(Path(tmp) / "val", val_count, seed + 1)
+        return train(Path(tmp) / "train", out_dir, epochs=epochs, seed=seed, val_dir=Path(tmp) / "val", log=log)
