@@ -1,18 +1,20 @@
-"""Placeholder entry point: one page with one Plotly chart, so the browser-test harness
-has something to load. The real pages (Explore, Compare, Dataset) replace it."""
-import numpy as np
-import plotly.graph_objects as go
-import streamlit as st
+"""The dashboard: `streamlit run app/main.py` (from the repository root, `make run`).
 
+Pages (st.navigation, one file each): Explore (default), Compare, Dataset.
+"""
+import sys
+from pathlib import Path
 
-def placeholder_page() -> None:
-    st.title("Weld fusion attention")
-    st.caption("Placeholder: the dashboard pages are not built yet.")
-    z = np.random.default_rng(0).random((4, 32))
-    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis"))
-    fig.update_layout(xaxis_title="position", yaxis_title="fusion token", height=300)
-    st.plotly_chart(fig)
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` without `-m` puts only app/ on the path
+    sys.path.insert(0, str(ROOT))
 
+import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Weld fusion attention", layout="wide")
-st.navigation([st.Page(placeholder_page, title="Explore", default=True)]).run()
+PAGES = [
+    st.Page("pages/explore.py", title="Explore", default=True),
+    st.Page("pages/compare.py", title="Compare"),
+    st.Page("pages/dataset.py", title="Dataset"),
+]
+st.navigation(PAGES).run()

@@ -4,8 +4,17 @@ Prints `name=value` lines:
   bare_page_render_s   median seconds for benchmarks/bare_page.py (one Plotly chart) to be
                        drawn in headless Chromium, from navigation to script idle + SVG
                        (same tab reloaded: warm browser cache, new Streamlit session).
-Further pages (e.g. `explore_page_render_s` and `explore_over_bare`) are measured with the
-same `measure_render` so that both numbers share the machine, browser and server settings.
+  explore_page_render_s  the same for the dashboard's Explore page choosing a sample weld
+                       (`?weld=<id>`, the longest one), until every one of its charts has drawn
+  explore_over_bare_ratio  the two above, divided
+  explore_charts       how many charts that page draws
+  largest_figure_payload_bytes  the largest figure JSON the Explore page sends, for the
+                       sample weld with the longest sequence (audio samples)
+  payload_bytes_sensor_100k     the sensor figure (6 channels + attention band) for a
+                       100,000-step log, as sent (downsampled); `_full` without downsampling
+  payload_bytes_heatmap_100k    a 4-token attention heatmap over 100,000 positions, as sent
+Both render timings come from the same `measure_render`, so they share the machine, browser
+and server settings.
 """
 from __future__ import annotations
 
@@ -110,14 +119,79 @@ def measure_render(script_path: str | Path, ready_selector: str = ".js-plotly-pl
     return statistics.median(times)
 
 
+def _sample_welds() -> list[Path]:
+    sys.path.insert(0, str(REPO))
+    from app import state
+    return state.list_weld_folders()
+
+
+def _longest_weld(folders: list[Path]) -> Path:
+    """The sample weld with the most audio samples (the longest raw sequence)."""
+    import soundfile as sf
+
+    def n_samples(folder: Path) -> int:
+        audio = [p for p in folder.iterdir() if p.suffix.lower() in (".flac", ".wav")]
+        return sf.info(str(audio[0])).frames if audio else 0
+    return max(folders, key=n_samples)
+
+
+def explore_payloads(weld_id: str) -> list[int]:
+    """Bytes of every figure the Explore page sends for this weld (spec + config), via AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=300)
+    at.query_params["weld"] = weld_id
+    at.run()
+    if at.exception:
+        raise RuntimeError(f"Explore failed for {weld_id}: {at.exception[0].value}")
+    return [len(c.proto.spec.encode()) + len(c.proto.config.encode()) for c in at.get("plotly_chart")]
+
+
+def synthetic_payloads() -> dict[str, int]:
+    """Payloads of the figure builders for 100,000-step sequences."""
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO))
+    from app import figures as F
+
+    n = 100_000
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / 8.6
+    cols = ["Pressure", "CO2 Weld Flow", "Feed", "Primary Weld Current", "Wire Consumed", "Secondary Weld Voltage"]
+    sensor = pd.DataFrame({"t": t, **{c: rng.normal(size=n).cumsum() for c in cols}})
+    edges = np.linspace(0, t[-1], 65)
+    pos = pd.DataFrame({"t0": edges[:-1], "t1": edges[1:]})
+    w = rng.random(64)
+    out = {
+        "payload_bytes_sensor_100k": F.payload_bytes(F.sensor_figure(sensor, w, pos)),
+        "payload_bytes_sensor_100k_full": F.payload_bytes(F.sensor_figure(sensor, w, pos, max_points=None)),
+    }
+    e = np.linspace(0, t[-1], n + 1)
+    hpos = pd.DataFrame({"t0": e[:-1], "t1": e[1:]})
+    out["payload_bytes_heatmap_100k"] = F.payload_bytes(F.attention_heatmap(rng.random((4, n)), hpos))
+    return out
+
+
 def main() -> None:
     bare = measure_render(REPO / "benchmarks" / "bare_page.py", ".js-plotly-plot", 1)
     print(f"bare_page_render_s={bare:.3f}", flush=True)
-    # To add once the Explore page exists, in this same run:
-    #   explore = measure_render(REPO / "app" / "main.py", ".js-plotly-plot", N_CHARTS,
-    #                            query="?weld=...")
-    #   print(f"explore_page_render_s={explore:.3f}")
-    #   print(f"explore_over_bare={explore / bare:.2f}")
+    folders = _sample_welds()
+    if not folders:
+        print("# no sample welds: Explore not measured (make sample-data)", flush=True)
+    else:
+        longest = _longest_weld(folders)
+        payloads = explore_payloads(longest.name)
+        n_charts = len(payloads)
+        explore = measure_render(REPO / "app" / "main.py", ".js-plotly-plot", n_charts,
+                                 query=f"?weld={longest.name}")
+        print(f"explore_page_render_s={explore:.3f}", flush=True)
+        print(f"explore_over_bare_ratio={explore / bare:.2f}", flush=True)
+        print(f"explore_charts={n_charts}", flush=True)
+        print(f"largest_figure_payload_bytes={max(payloads)}", flush=True)
+        print(f"# longest sample weld: {longest.name}", flush=True)
+    for name, value in synthetic_payloads().items():
+        print(f"{name}={value}", flush=True)
 
 
 if __name__ == "__main__":

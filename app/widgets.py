@@ -1,0 +1,228 @@
+"""Input widgets shared by the pages: checkpoint picker/uploader and weld picker/uploaders.
+
+Every user-input problem is shown with `st.error(str(err))` (the `InputError` names the
+file and the problem) and the picker returns the last input that worked, kept in
+`st.session_state`, so the page stays usable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from fusion_core.checkpoint import SEED_DEFAULT_HEADS, LoadedCheckpoint
+from fusion_core.errors import InputError
+from fusion_core.features import FeatureBatch
+from fusion_core.weld import CLASS_NAMES, Weld
+
+from app import state
+
+UPLOAD_CKPT = "Upload a checkpoint…"
+SAMPLE, ZIP, FILES, FEATURES = "Sample weld", "Upload a zip", "Upload weld files", "Upload a feature file"
+WELD_FILE_TYPES = ["avi", "mp4", "mov", "mkv", "flac", "wav", "csv", "jpg", "jpeg", "png", "json"]
+
+
+@dataclass
+class WeldInput:
+    """What the weld picker chose: one decoded weld, or one row of a feature file."""
+
+    kind: str                          # "weld" | "features"
+    label: str
+    key: str                           # weld digest, or feature-file sha256
+    weld: Weld | None = None
+    features: FeatureBatch | None = None
+    row: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def class_label(name: str) -> str:
+    code = name[-2:]
+    if len(name) >= 2 and code.isdigit() and int(code) in CLASS_NAMES:
+        return f"{name} · {CLASS_NAMES[int(code)]}"
+    return name
+
+
+def _index(options: list[str], wanted: str | None, fallback: int = 0) -> int:
+    if wanted:
+        for i, o in enumerate(options):
+            if o == wanted or Path(o).stem == wanted or wanted in o:
+                return i
+    return fallback
+
+
+def _initial(widget_key: str, index: int) -> dict:
+    """`index=` only on a widget's first run: later its state (possibly set by another page) wins."""
+    return {} if widget_key in st.session_state else {"index": index}
+
+
+def _good(key: str, value=None):
+    """Remember (with value) or recall (without) the last input that worked."""
+    if value is not None:
+        st.session_state[key] = value
+        return value
+    return st.session_state.get(key)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def checkpoint_facts(ck: LoadedCheckpoint) -> None:
+    i = ck.info
+    parts = [i.architecture + (f" {i.layout}" if i.layout else "")]
+    d = i.dims
+    if "hidden" in d:
+        parts.append(f"H={d['hidden']}" + (f", T={d['tokens']}" if "tokens" in d else ""))
+    if i.heads is not None:
+        src = i.heads_source.split(" (")[0]
+        parts.append(f"{i.heads} heads ({src})")
+    if i.epoch is not None:
+        parts.append(f"epoch {i.epoch}")
+    if i.metric is not None:
+        parts.append(f"metric {i.metric:.3f}")
+    parts.append(f"sha256 {i.sha256[:12]}")
+    st.caption(" · ".join(parts))
+    with st.expander("Checkpoint facts"):
+        st.code("\n".join(i.summary_lines()), language=None, wrap_lines=True)
+
+
+def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "demo-best",
+                      query_param: str | None = None) -> LoadedCheckpoint | None:
+    """Pick a checkpoint from the data folder's checkpoints/ or upload one; shows its facts.
+
+    A head-count input appears when the file does not say how many heads it has."""
+    files = state.list_checkpoints()
+    names = [p.name for p in files]
+    external = st.session_state.get(f"{key}_external")          # (label, LoadedCheckpoint) from another page
+    options = names + ([external[0]] if external else []) + [UPLOAD_CKPT]
+    wanted = st.query_params.get(query_param) if query_param else None
+    idx = _index(options, wanted or default, fallback=0)
+    choice = st.selectbox(label, options, key=f"{key}_ckpt", **_initial(f"{key}_ckpt", idx))
+    heads = st.session_state.get(f"{key}_heads")
+    ck = None
+    try:
+        if choice == UPLOAD_CKPT:
+            up = st.file_uploader("Checkpoint file", type=["safetensors", "pt", "pth", "ckpt"],
+                                  key=f"{key}_ckpt_upload", help="Read weights-only; nothing in the file runs.")
+            if up is not None:
+                ck = state.checkpoint_from_upload(up.name, up.getvalue(), heads)
+            else:
+                st.caption("Choose a .safetensors, .pt, .pth or .ckpt file.")
+        elif external and choice == external[0]:
+            ck = external[1]
+        else:
+            ck = state.checkpoint_from_path(files[names.index(choice)], heads)
+    except InputError as e:
+        st.error(str(e))
+        ck = None
+    if ck is None:
+        ck = _good(f"{key}_ckpt_good")
+        if ck is not None:
+            st.caption(f"Still showing {Path(ck.info.path).name}.")
+    else:
+        _good(f"{key}_ckpt_good", ck)
+    if ck is not None:
+        src = ck.info.heads_source
+        if ck.info.architecture == "cross-attention" and not src.startswith("checkpoint"):
+            st.number_input("Heads (the file does not say)", min_value=1, max_value=256,
+                            value=int(heads or SEED_DEFAULT_HEADS), step=1, key=f"{key}_heads",
+                            help="The head count is in no tensor shape; the hidden size must divide by it.")
+        checkpoint_facts(ck)
+    return ck
+
+
+# --------------------------------------------------------------------------- welds
+
+def _sample_weld(key: str, wanted: str | None) -> WeldInput | None:
+    folders = state.list_weld_folders()
+    if not folders:
+        st.warning(f"No sample welds in {state.data_dir()}.")
+        return None
+    ids = [p.name for p in folders]
+    choice = st.selectbox("Weld", ids, format_func=class_label, key=f"{key}_sample",
+                          **_initial(f"{key}_sample", _index(ids, wanted)))
+    weld = state.weld_from_folder(folders[ids.index(choice)])
+    return WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+
+
+def _pick_one(key: str, welds: list[Weld], source: str) -> WeldInput:
+    if len(welds) > 1:
+        ids = [w.weld_id for w in welds]
+        choice = st.selectbox(f"Weld in {source}", range(len(ids)), format_func=lambda i: class_label(ids[i]),
+                              key=f"{key}_zip_pick")
+        weld = welds[int(choice)]
+    else:
+        weld = welds[0]
+    return WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+
+
+def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None:
+    """Pick a sample weld, or upload a zip, single weld files, or a feature file."""
+    external = st.session_state.get(f"{key}_external_weld")      # (label, Weld) from another page
+    options = [SAMPLE, ZIP, FILES, FEATURES] + ([external[0]] if external else [])
+    source = st.radio("Weld from", options, key=f"{key}_weld_source")
+    wanted = st.query_params.get(query_param) if query_param else None
+    got: WeldInput | None = None
+    try:
+        if source == SAMPLE:
+            got = _sample_weld(key, wanted)
+        elif source == ZIP:
+            up = st.file_uploader("Zipped weld folder(s)", type=["zip"], key=f"{key}_zip")
+            if up is not None:
+                got = _pick_one(key, state.welds_from_zip(up.name, up.getvalue()), up.name)
+        elif source == FILES:
+            ups = st.file_uploader("Weld files (.avi, .flac/.wav, .csv, photos, truth.json)",
+                                   type=WELD_FILE_TYPES, accept_multiple_files=True, key=f"{key}_files")
+            if ups:
+                weld = state.weld_from_files([(u.name, u.getvalue()) for u in ups])
+                got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+        elif source == FEATURES:
+            up = st.file_uploader("Feature file (.npz, .safetensors, .pt)", type=["npz", "safetensors", "pt", "pth"],
+                                  key=f"{key}_features")
+            if up is not None:
+                data = up.getvalue()
+                fb = state.features_from_upload(up.name, data)
+                row = 0
+                if fb.batch_size > 1:
+                    row = int(st.selectbox("Sample", range(fb.batch_size), format_func=lambda i: fb.ids[i],
+                                           key=f"{key}_feature_row"))
+                label = fb.ids[row] if fb.ids else f"{up.name}[{row}]"
+                got = WeldInput("features", label, state.sha_of_bytes(data), features=fb, row=row,
+                                extra={"file": up.name})
+        elif external and source == external[0]:
+            weld = external[1]
+            got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+    except InputError as e:
+        st.error(str(e))
+        got = None
+    if got is None:
+        got = _good(f"{key}_weld_good")
+        if got is not None and source != SAMPLE:
+            st.caption(f"Showing {got.label} until a new input works.")
+    else:
+        _good(f"{key}_weld_good", got)
+    return got
+
+
+def weld_set_picker(key: str) -> tuple[list[Weld], str] | None:
+    """A set of welds: a folder on this machine (the data folder by default) or an uploaded zip."""
+    source = st.radio("Welds from", ["Folder", "Upload a zip"], key=f"{key}_set_source", horizontal=True)
+    got = None
+    try:
+        if source == "Folder":
+            folder = st.text_input("Folder of weld folders", value=str(state.data_dir()), key=f"{key}_folder")
+            got = (state.welds_from_folder(Path(folder)), folder)
+        else:
+            up = st.file_uploader("Zip of weld folders", type=["zip"], key=f"{key}_set_zip")
+            if up is not None:
+                got = (state.welds_from_zip(up.name, up.getvalue()), up.name)
+        if got is not None and not got[0]:
+            raise InputError(got[1], "no welds found")
+    except InputError as e:
+        st.error(str(e))
+        got = None
+    if got is None:
+        got = _good(f"{key}_set_good")
+    else:
+        _good(f"{key}_set_good", got)
+    return got

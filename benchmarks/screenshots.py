@@ -1,0 +1,83 @@
+"""Screenshots of each dashboard page, made by the browser the tests use (headless Chromium).
+
+    python benchmarks/screenshots.py [--out docs/screenshots] [--width 1400]
+
+Starts `streamlit run app/main.py` on a free port (offline: Chromium resolves no host but
+this one), opens Explore, Compare and Dataset with their defaults, waits until every chart
+has drawn, and writes explore.png, compare.png, dataset.png (full page).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_page import CHROMIUM, CHROMIUM_ARGS, OFFLINE, _free_port, _start_streamlit  # noqa: E402
+
+_IDLE_JS = """n => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')) return false;
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  return plots.length >= n && plots.every(el => el.querySelector('.main-svg'));
+}"""
+
+PAGES = (("explore", "/", 8), ("compare", "/compare", 6), ("dataset", "/dataset", 1))
+
+
+def settle(page, n_charts: int, timeout_ms: int = 180_000) -> None:
+    page.wait_for_timeout(500)
+    page.wait_for_function(_IDLE_JS, arg=n_charts, timeout=timeout_ms, polling=250)
+    page.wait_for_timeout(1200)   # let Plotly finish transitions and fonts settle
+
+
+def take(out: Path, width: int = 1400, pages=PAGES) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    written = []
+    with tempfile.NamedTemporaryFile("wb", prefix="screens_", suffix=".log", delete=False) as log:
+        proc = _start_streamlit(REPO / "app" / "main.py", port, log)
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + [OFFLINE])
+                ctx = browser.new_context(viewport={"width": width, "height": 1000})
+                page = ctx.new_page()
+                for name, path, n in pages:
+                    page.goto(f"http://127.0.0.1:{port}{path}")
+                    settle(page, n)
+                    # Streamlit scrolls inside its main container, not the document: grow the
+                    # viewport to the content so the screenshot holds the whole page.
+                    height = page.evaluate("""() => Math.max(...['stMain', 'stAppViewContainer', 'stSidebar']
+                        .map(t => document.querySelector(`[data-testid="${t}"]`))
+                        .filter(Boolean).map(el => el.scrollHeight), document.body.scrollHeight)""")
+                    page.set_viewport_size({"width": width, "height": min(int(height) + 20, 12000)})
+                    settle(page, n)
+                    target = out / f"{name}.png"
+                    page.screenshot(path=str(target), full_page=True)
+                    page.set_viewport_size({"width": width, "height": 1000})
+                    written.append(target)
+                    print(f"wrote {target}", flush=True)
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    ap.add_argument("--width", type=int, default=1400)
+    args = ap.parse_args()
+    take(args.out, args.width)
+
+
+if __name__ == "__main__":
+    main()

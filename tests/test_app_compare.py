@@ -1,0 +1,93 @@
+"""Compare page through streamlit.testing (AppTest)."""
+from __future__ import annotations
+
+import pytest
+
+from test_app_support import charts, errors, new_app, problems, use_data, weld_dirs, zip_weld
+
+
+@pytest.fixture
+def data(monkeypatch):
+    return use_data(monkeypatch)
+
+
+@pytest.fixture
+def app(data):
+    at = new_app().run()
+    at.switch_page("pages/compare.py").run()
+    assert problems(at) == []
+    return at
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_default_compares_demo_early_with_demo_best_on_all_sample_welds(app, data):
+    assert app.title[0].value == "Compare two checkpoints"
+    assert errors(app) == []
+    assert app.selectbox(key="compare_a_ckpt").value == "demo-early.safetensors"
+    assert app.selectbox(key="compare_b_ckpt").value == "demo-best.safetensors"
+    n = len(weld_dirs(data))
+    assert _metric(app, "Welds") == str(n)
+    (table,) = [d for d in app.dataframe]
+    assert len(table.value) == n and {"⚑", "top_a", "top_b", "delta_shapley_image"} <= set(table.value.columns)
+    # delta + contributions + JSD + (A, B, B−A) per modality with attention
+    assert len(charts(app)) >= 3 + 3 * 2
+
+
+def test_selectors_do_not_rerun_the_models(app):
+    from app import state
+
+    before = state.CALLS["explain"]
+    specs = [c.proto.spec for c in charts(app)]
+    sel = app.selectbox(key=next(s.key for s in app.selectbox if s.key.startswith("compare_weld_")))
+    sel.set_value(1).run()
+    assert problems(app) == []
+    assert [c.proto.spec for c in charts(app)] != specs
+    for key, value in (("compare_head", "mean"), ("compare_method", "value"), ("compare_method", "relevance"),
+                       ("compare_colorscale", "Inferno"), ("compare_contrib_method", "leave_one_out"),
+                       ("compare_fig_pick", "delta")):
+        app.selectbox(key=key).set_value(value).run()
+        assert problems(app) == [], key
+    app.toggle(key="compare_shared").set_value(True).run()
+    assert problems(app) == []
+    app.toggle(key="compare_robust").set_value(False).run()
+    assert problems(app) == []
+    assert state.CALLS["explain"] == before
+
+
+def test_fewer_welds_and_the_same_checkpoint_twice(app, data):
+    ms = next(m for m in app.multiselect if m.key.startswith("compare_welds_"))
+    keep = [w.name for w in weld_dirs(data)[:2]]
+    ms.set_value(keep).run()
+    assert problems(app) == [] and _metric(app, "Welds") == "2"
+    app.selectbox(key="compare_a_ckpt").set_value("demo-best.safetensors").run()
+    assert problems(app) == []
+    assert _metric(app, "Top modality differs") == "0"
+    assert _metric(app, "Mean JSD (bits)") == "0.000"
+
+
+def test_a_bad_checkpoint_for_a_keeps_the_last_comparison(app):
+    before = _metric(app, "Welds")
+    app.selectbox(key="compare_a_ckpt").set_value("Upload a checkpoint…").run()
+    app.file_uploader(key="compare_a_ckpt_upload").upload("half.pt", b"PK\x03\x04truncated").run()
+    assert problems(app) == []
+    assert any(e.startswith("half.pt:") for e in errors(app))
+    assert _metric(app, "Welds") == before and len(charts(app)) >= 9
+
+
+def test_a_zip_of_welds(app, data):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for folder in weld_dirs(data)[:2]:
+            with zipfile.ZipFile(io.BytesIO(zip_weld(folder))) as one:
+                for name in one.namelist():
+                    z.writestr(name, one.read(name))
+    app.radio(key="compare_set_source").set_value("Upload a zip").run()
+    app.file_uploader(key="compare_set_zip").upload("two.zip", buf.getvalue()).run()
+    assert problems(app) == [] and errors(app) == []
+    assert _metric(app, "Welds") == "2"

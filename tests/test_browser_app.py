@@ -1,0 +1,108 @@
+"""The dashboard in a real browser (headless Chromium, offline): upload a zipped weld and a
+checkpoint on Explore, see heatmaps and bars, click a heatmap cell and see its detail, then
+open Compare with both sample checkpoints."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for_app, wait_for_plotly
+from test_app_support import DATA_ENV, REPO, data_root, sample_data_ready, weld_dirs, zip_weld
+
+# The server fixture starts `streamlit run` with this process's environment. Without a
+# complete sample_data/ (fresh checkout), point it at a stand-in that the fixture below
+# links into place before the server starts.
+_STANDIN = None
+if not sample_data_ready(REPO / "sample_data") and DATA_ENV not in os.environ:
+    _STANDIN = Path(tempfile.mkdtemp(prefix="weld-browser-")) / "data"
+    os.environ[DATA_ENV] = str(_STANDIN)
+
+
+@pytest.fixture(scope="module")
+def data() -> Path:
+    root = data_root()
+    if _STANDIN is not None and not _STANDIN.exists():
+        _STANDIN.symlink_to(root, target_is_directory=True)
+    return root
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True)).first
+    box.locator("input").click()
+    page.get_by_role("option", name=option).click()
+    wait_for_app(page)
+
+
+def _click_heatmap_cell(page, title: str, col: int, token: int) -> None:
+    """Click the overlay point of one heatmap cell (points are in token-major order)."""
+    xy = page.evaluate(
+        """([title, col, token]) => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && el.layout.title
+                && (el.layout.title.text || '').replace(/<[^>]+>/g, '') === title);
+            plot.scrollIntoView();
+            const pts = plot.querySelectorAll('.scatterlayer .trace .points path.point');
+            const ncols = pts.length / plot._fullData[0].z.length;
+            const r = pts[token * ncols + col].getBoundingClientRect();
+            return [r.left + r.width / 2, r.top + r.height / 2];
+        }""", [title, col, token])
+    page.mouse.move(xy[0], xy[1])
+    page.wait_for_timeout(300)
+    page.mouse.click(xy[0], xy[1])
+
+
+def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, tmp_path):
+    page.goto("/")
+    wait_for_app(page)
+    wait_for_plotly(page, 8)
+
+    # a checkpoint, uploaded
+    ckpt = tmp_path / "uploaded-best.safetensors"
+    ckpt.write_bytes((data / "checkpoints" / "demo-best.safetensors").read_bytes())
+    _choose(page, "Checkpoint", "Upload a checkpoint…")
+    page.get_by_test_id("stFileUploader").filter(has_text="Checkpoint file").locator(
+        "input[type=file]").set_input_files(str(ckpt))
+    wait_for_app(page)
+    page.get_by_test_id("stMain").locator("p", has_text="Checkpoint uploaded-best.safetensors").wait_for()
+
+    # a zipped weld, uploaded
+    folder = weld_dirs(data)[-1]
+    zipped = tmp_path / f"{folder.name}.zip"
+    zipped.write_bytes(zip_weld(folder))
+    page.get_by_test_id("stRadio").get_by_text("Upload a zip").click()
+    wait_for_app(page)
+    page.get_by_test_id("stFileUploader").filter(has_text="Zipped weld").locator(
+        "input[type=file]").set_input_files(str(zipped))
+    wait_for_app(page)
+    page.get_by_role("heading", name=f"Weld {folder.name}").wait_for()
+    wait_for_plotly(page, 10)
+
+    # heatmaps (one per modality) and contribution bars are drawn
+    drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(el => el.querySelector('.main-svg')).map(el => (el.data || []).map(t => t.type).join(','))""")
+    assert sum("heatmap,scatter" == d for d in drawn) >= 4, drawn
+    assert any(d.startswith("bar") for d in drawn)
+    assert page.locator(".js-plotly-plot .heatmaplayer image, .js-plotly-plot .hm image").count() >= 4
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+    # click a cell of the sensor heatmap: its detail appears
+    _click_heatmap_cell(page, "sensor", 20, 2)
+    wait_for_app(page)
+    detail = page.get_by_role("heading", name="Selected: sensor, token 2")
+    detail.wait_for()
+    assert "position 20 ·" in detail.inner_text() and " s" in detail.inner_text()
+    wait_for_plotly(page, 12)
+
+    # Compare, with both sample checkpoints
+    page.get_by_test_id("stSidebarNav").get_by_text("Compare").click()
+    wait_for_app(page)
+    page.get_by_role("heading", name="Compare two checkpoints").wait_for()
+    wait_for_plotly(page, 9)
+    sidebar = page.get_by_test_id("stSidebar")
+    assert sidebar.get_by_text("demo-early.safetensors").count() >= 1
+    assert sidebar.get_by_text("demo-best.safetensors").count() >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page_log.page_errors == []
