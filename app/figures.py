@@ -855,3 +855,29 @@ def contributions_by_class_figure(df: pd.DataFrame, value: str = "value",
     fig.update_layout(boxmode="group", legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     fig.update_yaxes(zeroline=True, zerolinecolor="#888", title_text="Shapley")
     return _layout(fig, title, 380)
+
+
+def window_share_figure(df: pd.DataFrame, title: str | None = "Relevance inside the defect windows vs chance") -> go.Figure:
+    """Share of relevance inside the truth windows (y) against the windows' share of the weld
+    (x, what a uniform map would give), one point per weld and time modality; above the
+    diagonal = more relevance on the defect than chance. df: weld, modality, chance, share.
+    WebGL markers, so thousands of welds stay light."""
+    d = df.dropna(subset=["chance", "share"]) if not df.empty else df
+    if d.empty:
+        return empty_figure("no welds with defect windows in their truth")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#888", dash="dot", width=1),
+                             name="chance", hoverinfo="skip"))
+    for m in MODALITIES:
+        s = d[d["modality"] == m]
+        if s.empty:
+            continue
+        fig.add_trace(go.Scattergl(x=_f32(s["chance"]), y=_f32(s["share"]), mode="markers", name=m,
+                                   marker=dict(color=MODALITY_COLORS[m], size=7, opacity=0.75),
+                                   customdata=s[["weld"]].to_numpy(),
+                                   hovertemplate="%{customdata[0]} · " + m + ": %{y:.2f} in window "
+                                                 "(chance %{x:.2f})<extra></extra>"))
+    fig.update_xaxes(range=[-0.02, 1.02], title_text="windows' share of the weld (chance)")
+    fig.update_yaxes(range=[-0.02, 1.02], title_text="share of relevance in the windows")
+    fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return _layout(fig, title, 380)
