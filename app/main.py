@@ -11,6 +11,8 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` without `-m` puts o
 
 import streamlit as st  # noqa: E402
 
+import app.preload  # noqa: E402,F401  (one thread imports what the pages need: see app/preload.py)
+
 st.set_page_config(page_title="Weld fusion attention", layout="wide")
 PAGES = [
     st.Page("pages/explore.py", title="Explore", default=True),

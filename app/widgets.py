@@ -7,6 +7,7 @@ file and the problem) and the picker returns the last input that worked, kept in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,54 @@ from app import state
 UPLOAD_CKPT = "Upload a checkpoint…"
 SAMPLE, ZIP, FILES, FEATURES = "Sample weld", "Upload a zip", "Upload weld files", "Upload a feature file"
 WELD_FILE_TYPES = ["avi", "mp4", "mov", "mkv", "flac", "wav", "csv", "jpg", "jpeg", "png", "json"]
+# The app's own bound on one upload (and on the files of one weld together), in MB: the
+# server's `server.maxUploadSize` (.streamlit/config.toml) or, lower, $WELD_DASHBOARD_MAX_UPLOAD_MB.
+# The server refuses bigger files before they arrive; this check holds wherever the page
+# runs without that server (AppTest, another front end) and says the limit in the message.
+UPLOAD_LIMIT_ENV = "WELD_DASHBOARD_MAX_UPLOAD_MB"
+
+
+def upload_limit_bytes() -> int:
+    try:
+        mb = float(st.get_option("server.maxUploadSize"))
+    except Exception:       # noqa: BLE001 - no config: Streamlit's default
+        mb = 200.0
+    env = os.environ.get(UPLOAD_LIMIT_ENV)
+    if env:
+        try:
+            mb = min(mb, float(env))
+        except ValueError:
+            pass
+    return int(mb * 1024 * 1024)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def upload_bytes(up) -> bytes:
+    """The bytes of one uploaded file, after checking its size against the limit."""
+    limit = upload_limit_bytes()
+    size = int(getattr(up, "size", 0) or 0)
+    if size > limit:
+        raise InputError(up.name, f"file is {_mb(size)}, above the upload limit of {_mb(limit)}")
+    data = up.getvalue()
+    if len(data) > limit:
+        raise InputError(up.name, f"file is {_mb(len(data))}, above the upload limit of {_mb(limit)}")
+    return data
+
+
+def uploads_bytes(ups) -> list[tuple[str, bytes]]:
+    """(name, bytes) of several uploaded files: each and all together within the limit."""
+    limit = upload_limit_bytes()
+    out, total = [], 0
+    for u in ups:
+        data = upload_bytes(u)
+        total += len(data)
+        if total > limit:
+            raise InputError(u.name, f"the files together are above the upload limit of {_mb(limit)}")
+        out.append((u.name, data))
+    return out
 
 
 @dataclass
@@ -105,7 +154,7 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
             up = st.file_uploader("Checkpoint file", type=["safetensors", "pt", "pth", "ckpt"],
                                   key=f"{key}_ckpt_upload", help="Read weights-only; nothing in the file runs.")
             if up is not None:
-                ck = state.checkpoint_from_upload(up.name, up.getvalue(), heads)
+                ck = state.checkpoint_from_upload(up.name, upload_bytes(up), heads)
             else:
                 st.caption("Choose a .safetensors, .pt, .pth or .ckpt file.")
         elif external and choice == external[0]:
@@ -169,18 +218,18 @@ def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None
         elif source == ZIP:
             up = st.file_uploader("Zipped weld folder(s)", type=["zip"], key=f"{key}_zip")
             if up is not None:
-                got = _pick_one(key, state.welds_from_zip(up.name, up.getvalue()), up.name)
+                got = _pick_one(key, state.welds_from_zip(up.name, upload_bytes(up)), up.name)
         elif source == FILES:
             ups = st.file_uploader("Weld files (.avi, .flac/.wav, .csv, photos, truth.json)",
                                    type=WELD_FILE_TYPES, accept_multiple_files=True, key=f"{key}_files")
             if ups:
-                weld = state.weld_from_files([(u.name, u.getvalue()) for u in ups])
+                weld = state.weld_from_files(uploads_bytes(ups))
                 got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
         elif source == FEATURES:
             up = st.file_uploader("Feature file (.npz, .safetensors, .pt)", type=["npz", "safetensors", "pt", "pth"],
                                   key=f"{key}_features")
             if up is not None:
-                data = up.getvalue()
+                data = upload_bytes(up)
                 fb = state.features_from_upload(up.name, data)
                 row = 0
                 if fb.batch_size > 1:
@@ -215,7 +264,7 @@ def weld_set_picker(key: str) -> tuple[list[Weld], str] | None:
         else:
             up = st.file_uploader("Zip of weld folders", type=["zip"], key=f"{key}_set_zip")
             if up is not None:
-                got = (state.welds_from_zip(up.name, up.getvalue()), up.name)
+                got = (state.welds_from_zip(up.name, upload_bytes(up)), up.name)
         if got is not None and not got[0]:
             raise InputError(got[1], "no welds found")
     except InputError as e:
