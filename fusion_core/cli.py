@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train the demo model (encoders + fusion + classifier) on welds")
     s.add_argument("--samples", help="folder of training welds (default: generate them)")
     s.add_argument("--out", required=True, help="folder for the checkpoints")
-    s.add_argument("--epochs", type=_positive_int, default=12)
+    s.add_argument("--epochs", type=_positive_int, default=30)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_train)
 

@@ -1,14 +1,18 @@
 """Light built-in encoders: a decoded `Weld` → four token sequences, each token tied to the raw data.
 
     sensor  resample to `sensor_len` time bins (mean/min/max per channel) → MLP + sinusoidal
-            position → small TransformerEncoder
+            position → small TransformerEncoder (local: each bin sees ±sensor_context bins)
     audio   log-mel (torch STFT, numpy mel filterbank) → `audio_len` time bins of
             `audio_frames_per_token` mel frames each → MLP + sinusoidal position
     video   `video_segments` time bins; per bin the mean and max of its frames, resized to
             video_size → conv patch stem (video_patch px) → + time and patch embeddings
     image   up to `max_images` photos resized to image_size, as mean and min (dark marks)
-            per cell → conv patch stem (ViT-style)
-            → + patch and image-index embeddings
+            per cell → conv patch stem (ViT-style) + patch and image-index embeddings
+
+Encoders are deliberately local (a token sees only its own bin or patch; the sensor's
+transformer layer only its neighbours), so attention over tokens reads as attention over
+moments and regions. Sensor and audio normalisation lives in the config (fitted by
+training) and is applied in the modules, so `preprocess` does not depend on it.
 
 Time-based tokens tile [0, weld.duration] without gaps, so a heatmap cell points at a
 moment of the weld. Positions (one DataFrame row per token):
@@ -20,10 +24,6 @@ moment of the weld. Positions (one DataFrame row per token):
                    file's pixels, weld.image_sizes, like truth.json regions; decoded pixels
                    when the size as stored is unknown)
 Token order: video (time bin, patch row, patch col); image (photo, patch row, patch col).
-Sensor and audio normalisation lives in the config (fitted by training), applied in the
-modules, so `preprocess` does not depend on it. Encoders are deliberately local (a token only sees its own bin or
-patch, plus one small transformer layer for the sensor) so that attention over tokens can
-be read as attention over moments and regions.
 
 `preprocess(weld, config)` is pure numpy/torch without gradients and deterministic, so a
 batch pipeline can run it in worker processes; every sequence length is fixed by the config.
@@ -32,7 +32,6 @@ batch pipeline can run it in worker processes; every sequence length is fixed by
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -61,6 +60,7 @@ class EncoderConfig:
     sensor_len: int = 64
     sensor_layers: int = 1
     sensor_heads: int = 4
+    sensor_context: int = 2    # the transformer's self-attention reaches ±this many bins (-1: all)
     sensor_mean: list = field(default_factory=lambda: list(_SENSOR_MEAN))
     sensor_std: list = field(default_factory=lambda: list(_SENSOR_STD))
     # audio: log-mel at 16 kHz, pooled (in power) to audio_len * audio_frames_per_token frames
@@ -131,7 +131,10 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        d = {k: v for k, v in d.items() if k in names}
+        if d and "sensor_context" not in d:
+            d["sensor_context"] = -1  # configs written before local sensor attention: global
+        return cls(**d)
 
     def fit_normalisation(self, items: list[dict]) -> "EncoderConfig":
         """A copy whose sensor/audio normalisation is fitted to these `preprocess` results."""
@@ -401,13 +404,18 @@ class SensorEncoder(nn.Module):
                                            activation="gelu", norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, cfg.sensor_layers, enable_nested_tensor=False) \
             if cfg.sensor_layers else None
+        # Local self-attention: a token mixes in only its neighbours, so it still stands for its
+        # own moment (attention on it can be read as attention on that time span).
+        idx = torch.arange(cfg.sensor_len)
+        far = (idx[:, None] - idx[None, :]).abs() > cfg.sensor_context
+        self.register_buffer("far", far if cfg.sensor_context >= 0 else torch.zeros_like(far), persistent=False)
         self.norm = nn.LayerNorm(D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, 18) in the log's units
         z = ((x - self.mean) / self.std).clamp(-20, 20)
         h = self.embed(z) + self.pos
         if self.transformer is not None:
-            h = self.transformer(h)
+            h = self.transformer(h, mask=self.far)
         return self.norm(h)
 
 

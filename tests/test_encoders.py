@@ -47,6 +47,8 @@ def test_config_json_round_trip(cfg):
     d = json.loads(json.dumps(cfg.to_dict()))
     assert EncoderConfig.from_dict(d) == cfg
     assert EncoderConfig.from_dict({**d, "unknown": 1}) == cfg
+    old = {k: v for k, v in d.items() if k != "sensor_context"}   # written before local attention
+    assert EncoderConfig.from_dict(old).sensor_context == -1
     default = EncoderConfig()
     assert {m: default.seq_len(m) for m in MODALITIES} == {"video": 192, "image": 180, "audio": 64, "sensor": 64}
 
@@ -191,3 +193,32 @@ def test_fit_normalisation_standardises(cfg):
     assert fitted.sensor_mean[0] == pytest.approx(100.0, abs=0.5)
     out = WeldEncoders(fitted).sensor_encoder.mean
     assert out.shape == (3 * len(SENSOR_CHANNELS),)
+
+
+def test_encoders_are_local(cfg):
+    """Changing one bin or patch changes only its own token (sensor: ±sensor_context bins)."""
+    torch.manual_seed(0)
+    enc = WeldEncoders(cfg).eval()
+    batch = collate([preprocess(make_weld(seed=4), cfg)])
+    x, mk = batch["inputs"], batch["masks"]
+    with torch.no_grad():
+        base = enc(x, mk)
+        for m, j, changed in (("sensor", 10, range(10 - cfg.sensor_context, 11 + cfg.sensor_context)),
+                              ("audio", 7, [7])):
+            y = {k: v.clone() for k, v in x.items()}
+            y[m][0, j] += 3.0
+            diff = (enc(y, mk)[m] - base[m]).abs().sum(-1)[0]
+            assert set(torch.nonzero(diff > 1e-6).flatten().tolist()) == set(changed), m
+        # video: one time bin, one patch; image: one photo, one patch
+        P = cfg.video_patch
+        y = {k: v.clone() for k, v in x.items()}
+        y["video"][0, 2, :, P:2 * P, 0:P] = 255
+        diff = (enc(y, mk)["video"] - base["video"]).abs().sum(-1)[0]
+        gw = cfg.video_grid[1]
+        assert torch.nonzero(diff > 1e-6).flatten().tolist() == [2 * cfg.video_grid[0] * gw + 1 * gw + 0]
+        P = cfg.image_patch
+        y = {k: v.clone() for k, v in x.items()}
+        y["image"][0, 1, :, 0:P, P:2 * P] = 0
+        diff = (enc(y, mk)["image"] - base["image"]).abs().sum(-1)[0]
+        gh, gw = cfg.image_grid
+        assert torch.nonzero(diff > 1e-6).flatten().tolist() == [1 * gh * gw + 0 * gw + 1]
