@@ -77,7 +77,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import InputError
-from .samples import AUDIO_EXTS, CSV_EXTS, DEFAULT_LIMITS, IMAGE_EXTS, TRUTH_NAME, VIDEO_EXTS, Limits
+# Weld-folder rules are the readers' own, applied to paths without reading the files.
+from .samples import DEFAULT_LIMITS, TRUTH_NAME, Limits, _few, _group, _is_junk, _kind, _weld_id
 from .weld import CLASS_NAMES, MODALITIES
 
 FORMAT = "fusion-batch/1"
@@ -120,68 +121,8 @@ class WeldSource:
         return f"{self.container}/{self.folder}" if self.folder else self.container
 
 
-def _kind(name: str) -> str | None:
-    low = name.lower()
-    if low == TRUTH_NAME:
-        return "truth"
-    ext = os.path.splitext(low)[1]
-    for kind, exts in (("video", VIDEO_EXTS), ("audio", AUDIO_EXTS), ("sensor", CSV_EXTS), ("image", IMAGE_EXTS)):
-        if ext in exts:
-            return kind
-    return None
-
-
-def _is_junk(rel: str) -> bool:
-    parts = rel.split("/")
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in _JUNK_NAMES
-
-
 def _natural(s: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
-
-
-def _group(rels: Iterable[str]) -> dict[str, list[str]]:
-    """Weld folder -> its candidate files; the rules of fusion_core.samples (see its docstring)."""
-    by_dir: dict[str, list[str]] = {}
-    is_weld: set[str] = set()
-    strong: set[str] = set()
-    for rel in rels:
-        if _is_junk(rel):
-            continue
-        p = PurePosixPath(rel)
-        kind = _kind(p.name)
-        if kind is None:
-            continue
-        d = "" if str(p.parent) == "." else str(p.parent)
-        if kind == "image" and p.parent.name.lower() == "images":
-            d = "" if str(p.parent.parent) == "." else str(p.parent.parent)
-            is_weld.add(d)
-            strong.add(d)
-        elif kind in ("video", "audio", "sensor"):
-            is_weld.add(d)
-            if kind != "sensor":
-                strong.add(d)
-        by_dir.setdefault(d, []).append(rel)
-
-    def has_weld_below(d: str) -> bool:
-        return any(o != d and (d == "" or o.startswith(d + "/")) for o in is_weld)
-    keep = {d for d in is_weld if d in strong or not has_weld_below(d)}
-    return {d: fs for d, fs in by_dir.items() if d in keep}
-
-
-def _weld_id(d: str, rels: list[str], default: str) -> str:
-    folder = PurePosixPath(d).name if d else default
-    stems = [PurePosixPath(r).stem for r in rels if _kind(PurePosixPath(r).name) in ("video", "audio", "sensor")]
-    if folder and any(s.lower() == folder.lower() for s in stems):
-        return folder
-    if len(set(stems)) == 1:
-        return stems[0]
-    return folder
-
-
-def _few(names: Iterable[str], n: int = 5) -> str:
-    names = list(names)
-    return ", ".join(names[:n]) + (f", … ({len(names)} in all)" if len(names) > n else "")
 
 
 def _choose(rels: list[str], weld_id: str, limits: Limits) -> tuple[list[tuple[str, str]], str | None]:

@@ -212,18 +212,23 @@ def _is_junk(rel: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in _JUNK_NAMES
 
 
-def _group(files: Iterable[_File]) -> dict[str, list[_File]]:
-    """Weld folder (posix, '' for the root) -> its candidate files."""
-    by_dir: dict[str, list[_File]] = {}
+def _rel(f: "_File | str") -> str:
+    return f if isinstance(f, str) else f.rel
+
+
+def _group(files: Iterable[_File] | Iterable[str]) -> dict[str, list]:
+    """Weld folder (posix, '' for the root) -> its candidate files (`_File`s or plain
+    relative paths: the batch engine lists welds without reading them)."""
+    by_dir: dict[str, list] = {}
     is_weld: set[str] = set()
     strong: set[str] = set()  # has a video, an audio or an images/ folder
     for f in files:
-        if _is_junk(f.rel):
+        if _is_junk(_rel(f)):
             continue
-        kind = _kind(PurePosixPath(f.rel).name)
+        kind = _kind(PurePosixPath(_rel(f)).name)
         if kind is None:
             continue
-        parent = PurePosixPath(f.rel).parent
+        parent = PurePosixPath(_rel(f)).parent
         d = "" if str(parent) == "." else str(parent)
         if kind == "image" and parent.name.lower() == "images":
             d = "" if str(parent.parent) == "." else str(parent.parent)
@@ -400,10 +405,10 @@ def _read_welds(files: list[_File], *, default_id: str, container: str, per_weld
                         per_weld_budget=per_weld_budget)
 
 
-def _weld_id(d: str, files: list[_File], default: str) -> str:
+def _weld_id(d: str, files: list, default: str) -> str:
     folder = PurePosixPath(d).name if d else default
-    stems = [PurePosixPath(f.rel).stem for f in files
-             if _kind(PurePosixPath(f.rel).name) in ("video", "audio", "sensor")]
+    stems = [PurePosixPath(_rel(f)).stem for f in files
+             if _kind(PurePosixPath(_rel(f)).name) in ("video", "audio", "sensor")]
     if folder and any(s.lower() == folder.lower() for s in stems):
         return folder
     if len(set(stems)) == 1:
