@@ -242,15 +242,17 @@ def _find_heads(meta: dict) -> tuple[int | None, str]:
 
 
 def _scalar(v) -> float | None:
+    """A finite number from a tensor, numpy scalar, number or numeric string; else None
+    (a NaN best_metric would make the JSON reports invalid)."""
     if isinstance(v, torch.Tensor) and v.numel() == 1:
-        return float(v.item())
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        return float(v)
+        v = v.item()
     if isinstance(v, str):
         try:
-            return float(v)
+            v = float(v)
         except ValueError:
             return None
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return float(v) if np.isfinite(v) else None
     return None
 
 

@@ -168,3 +168,12 @@ def test_dummy_checkpoint_is_reported_without_attention(tmp_path):
     ck = load_checkpoint(path)
     assert ck.info.architecture == "mean-pool" and ck.info.heads is None
     assert "no attention" in ck.info.heads_source
+
+
+def test_nan_metric_is_reported_as_unknown(tmp_path):
+    cfg = small_config(6)
+    p = tmp_path / "nan_metric.pt"
+    torch.save({"model_state_dict": random_module(cfg, 6).state_dict(), "best_metric": float("nan"),
+                "epoch": torch.tensor(4)}, p)
+    info = load_checkpoint(p, heads=cfg.num_heads).info
+    assert info.metric is None and info.epoch == 4
