@@ -78,7 +78,7 @@ import numpy as np
 
 from .errors import InputError
 # Weld-folder rules are the readers' own, applied to paths without reading the files.
-from .samples import DEFAULT_LIMITS, TRUTH_NAME, Limits, _few, _group, _is_junk, _kind, _weld_id
+from .samples import DEFAULT_LIMITS, TRUTH_NAME, Limits, _few, _folder_rels, _group, _is_junk, _kind, _weld_id
 from .weld import CLASS_NAMES, MODALITIES
 
 FORMAT = "fusion-batch/1"
@@ -162,21 +162,6 @@ def _choose(rels: list[str], weld_id: str, limits: Limits) -> tuple[list[tuple[s
     if not any(_kind(PurePosixPath(r).name) != "truth" for _, r in chosen):
         return [], "no modality found: expected a video, audio, sensor CSV or photos"
     return chosen, None
-
-
-def _folder_rels(root: Path, limits: Limits) -> list[str]:
-    out: list[str] = []
-    root_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root):
-        depth = len(Path(dirpath).parts) - root_depth
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        if depth >= limits.max_depth:
-            dirnames[:] = []
-        for fn in sorted(filenames):
-            out.append((Path(dirpath) / fn).relative_to(root).as_posix())
-            if len(out) > limits.max_files:
-                raise InputError(root, f"more than {limits.max_files} files under this folder")
-    return out
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")

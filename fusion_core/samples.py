@@ -247,8 +247,9 @@ def _group(files: Iterable[_File] | Iterable[str]) -> dict[str, list]:
     return {d: fs for d, fs in by_dir.items() if d in keep}
 
 
-def _folder_files(root: Path, limits: Limits) -> list[_File]:
-    out: list[_File] = []
+def _folder_rels(root: Path, limits: Limits) -> list[str]:
+    """Relative posix paths of the files under root, sorted, within the depth and count limits."""
+    out: list[str] = []
     root_depth = len(root.parts)
     for dirpath, dirnames, filenames in os.walk(root):
         depth = len(Path(dirpath).parts) - root_depth
@@ -256,12 +257,14 @@ def _folder_files(root: Path, limits: Limits) -> list[_File]:
         if depth >= limits.max_depth:
             dirnames[:] = []
         for fn in sorted(filenames):
-            full = Path(dirpath) / fn
-            rel = full.relative_to(root).as_posix()
-            out.append(_File(rel, str(full), _disk_reader(full)))
+            out.append((Path(dirpath) / fn).relative_to(root).as_posix())
             if len(out) > limits.max_files:
                 raise InputError(root, f"more than {limits.max_files} files under this folder")
     return out
+
+
+def _folder_files(root: Path, limits: Limits) -> list[_File]:
+    return [_File(rel, str(root / rel), _disk_reader(root / rel)) for rel in _folder_rels(root, limits)]
 
 
 def _disk_reader(full: Path) -> Callable[[], bytes]:
