@@ -7,7 +7,7 @@ PORT    ?= 8501
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.stamp
-REQS    := $(wildcard requirements*.txt)
+REQS    := $(wildcard requirements*.txt) pyproject.toml
 CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 
@@ -25,6 +25,7 @@ venv: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(VPY) || { echo "creating $(VENV) with $(PY)"; $(PY) -m venv $(VENV); }
 	$(VPY) -m pip install -r requirements-dev.txt
+	$(VPY) -m pip install --no-deps --no-build-isolation -e .
 	@touch $@
 
 # The browser tests drive Debian's Chromium; `playwright install` cannot download here.
@@ -40,8 +41,8 @@ browser:
 		echo "*** Browser tests will be skipped (and fail when CI=true)."; \
 	fi
 
-# `python -m streamlit` (not the streamlit script) puts the repo root on sys.path, so
-# app pages can import fusion_core without installing it.
+# fusion_core and app are installed editable in .venv (pyproject.toml), so the app imports
+# them from wherever it is started.
 run: venv
 	$(VPY) -m streamlit run app/main.py --server.port $(PORT) --browser.gatherUsageStats false
 

@@ -8,9 +8,9 @@ cycle by handing one thread a half-built module). Importing this module first se
 all of that behind one module lock: the second session waits until the first has finished.
 """
 import fusion_core  # noqa: F401
-import fusion_core.compare  # noqa: F401
-import fusion_core.explain  # noqa: F401
-import fusion_core.pipeline  # noqa: F401
-import fusion_core.sanity  # noqa: F401
+import fusion_core.explain.compare  # noqa: F401
+import fusion_core.explain.engine  # noqa: F401
+import fusion_core.explain.welds  # noqa: F401
+import fusion_core.explain.sanity  # noqa: F401
 
 from app import figures, state, ui, widgets  # noqa: F401

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from fusion_core.checkpoint import LoadedCheckpoint, file_sha256, load_checkpoint
+from fusion_core.io.torchload import file_sha256
+from fusion_core.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from fusion_core.errors import InputError
-from fusion_core.explain import Explanation, explain
-from fusion_core.features import FeatureBatch, load_features
-from fusion_core.pipeline import concat_explanations, explain_welds as _core_explain_welds
-from fusion_core.samples import (AUDIO_EXTS, CSV_EXTS, IMAGE_EXTS, VIDEO_EXTS, load_weld, load_weld_from_files,
-                                 load_welds, load_welds_from_zip_bytes)
-from fusion_core.sanity import randomized_copy
-from fusion_core.weld import Weld
+from fusion_core.explain.engine import Explanation, explain
+from fusion_core.io.features import FeatureBatch, load_features
+from fusion_core.explain.welds import concat_explanations, explain_welds as _core_explain_welds
+from fusion_core.io.containers import load_weld, load_weld_from_files, load_welds, load_welds_from_zip_bytes
+from fusion_core.io.layout import AUDIO_EXTS, CSV_EXTS, IMAGE_EXTS, VIDEO_EXTS
+from fusion_core.explain.sanity import randomized_copy
+from fusion_core.io.weld import Weld
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ENV = "WELD_DASHBOARD_DATA"

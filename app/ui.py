@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fusion_core.checkpoint import LoadedCheckpoint
-from fusion_core.explain import Explanation
+from fusion_core.models.checkpoint import LoadedCheckpoint
+from fusion_core.explain.engine import Explanation
 
 from app import state
 from app.widgets import SAMPLE, WeldInput

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from fusion_core.checkpoint import SEED_DEFAULT_HEADS, LoadedCheckpoint
+from fusion_core.models.checkpoint import SEED_DEFAULT_HEADS, LoadedCheckpoint
 from fusion_core.errors import InputError
-from fusion_core.features import FeatureBatch
-from fusion_core.weld import CLASS_NAMES, Weld
+from fusion_core.io.features import FeatureBatch
+from fusion_core.io.weld import Weld
+from fusion_core.vocab import CLASS_NAMES
 
 from app import state
 

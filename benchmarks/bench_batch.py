@@ -41,7 +41,7 @@ def _pool(n: int) -> Path:
     """A folder holding the first n synthetic welds of one fixed sequence (generated once)."""
     import numpy as np
 
-    from fusion_core.synth import SUPPORTED_CLASSES, generate_weld
+    from fusion_core.training.synth import SUPPORTED_CLASSES, generate_weld
     pool = CACHE / "pool"
     pool.mkdir(parents=True, exist_ok=True)
     seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(SEED).spawn(n)]
@@ -84,15 +84,15 @@ def checkpoint() -> Path:
         return demo
     ck = CACHE / "ck" / "demo-best.safetensors"
     if ck.exists():
-        from fusion_core.checkpoint import load_checkpoint
+        from fusion_core.models.checkpoint import load_checkpoint
         from fusion_core.errors import InputError
         try:
             load_checkpoint(ck)
         except InputError:           # trained before the encoders changed: train again
             ck.unlink()
     if not ck.exists():
-        from fusion_core.samples import load_welds
-        from fusion_core.train import train
+        from fusion_core.io.containers import load_welds
+        from fusion_core.training.train import train
         print("# no sample_data checkpoint: training one epoch at the demo's sizes", flush=True)
         train(load_welds(welds(24)), ck.parent, epochs=1, seed=0, log=lambda *_: None, threads=1)
     return ck
@@ -106,13 +106,13 @@ def job(kind: str, samples: str, ck: str, out: str, workers: int) -> dict:
     if kind == "naive":
         import torch
 
-        from fusion_core.batch import naive_run
+        from fusion_core.batch.engines import naive_run
         # One thread, as batch's model side uses: on a busy machine torch's default
         # threads can be many times slower, which would flatter batch.
         torch.set_num_threads(1)
         n = len({r["weld_id"] for r in naive_run([ck], samples)})
     else:
-        from fusion_core.batch import run_batch
+        from fusion_core.batch.engines import run_batch
         if kind == "ray":
             import ray
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False,

@@ -92,7 +92,7 @@ def cache_bounds(weld, exp, ck) -> list[str]:
     total = sum(n * s for _, n, s in rows)
     out = [f"cache {name}: ≤{n} entries × {s:.2f} MB = {n * s:.1f} MB" for name, n, s in rows]
     out.append(f"cache_bytes_bound_mb={total:.0f}  (weld {w:.2f} MB, one-weld explanation {e:.3f} MB, "
-               f"checkpoint {c:.2f} MB; decoded welds are bounded by fusion_core.samples limits: "
+               f"checkpoint {c:.2f} MB; decoded welds are bounded by fusion_core.io.limits: "
                f"≤48 video frames of ≤160 px, photos ≤400 px)")
     return out
 

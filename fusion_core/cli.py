@@ -13,7 +13,17 @@ import sys
 import traceback
 from pathlib import Path
 
+from .batch.engines import add_batch_parser
 from .errors import InputError
+from .explain.compare import compare
+from .explain.engine import BASELINES, explain
+from .explain.welds import explain_welds
+from .io.containers import load_welds
+from .io.features import load_features
+from .models.checkpoint import load_checkpoint
+from .training.sampledata import make_sample_data
+from .training.synth import cli_synth
+from .training.train import cli_train
 
 EXIT_INPUT = 2
 
@@ -48,15 +58,11 @@ def _write_json(path: str, obj: dict) -> None:
 
 
 def _explain_payload(ckpt, args, reference):
-    from .explain import explain
-    from .pipeline import explain_welds
     if args.features:
-        from .features import load_features
         fb = load_features(args.features)
         exp = explain(ckpt, fb, baseline=args.baseline, target=args.target, reference=reference)
         welds = None
     else:
-        from .samples import load_welds
         welds = load_welds(args.sample)
         ref_welds = load_welds(args.reference) if args.reference else None
         exp = explain_welds(ckpt, welds, baseline=args.baseline, target=args.target, reference=ref_welds)
@@ -72,7 +78,6 @@ def _explain_payload(ckpt, args, reference):
 
 
 def cmd_info(args) -> int:
-    from .checkpoint import load_checkpoint
     ck = load_checkpoint(args.checkpoint, heads=args.heads)
     if args.json:
         print(json.dumps(ck.info.to_dict(), indent=2))
@@ -84,12 +89,10 @@ def cmd_info(args) -> int:
 def _reference_features(args, ckpt):
     if not getattr(args, "reference", None) or args.sample:
         return None
-    from .features import load_features
     return load_features(args.reference)
 
 
 def cmd_explain(args) -> int:
-    from .checkpoint import load_checkpoint
     ck = load_checkpoint(args.checkpoint, heads=args.heads)
     exp, payload = _explain_payload(ck, args, _reference_features(args, ck))
     payload = {"checkpoint": _checkpoint_json(ck), **payload, "notes": exp.notes}
@@ -101,8 +104,6 @@ def cmd_explain(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .compare import compare
     if len(args.checkpoint) != 2:
         raise InputError("", f"compare needs exactly two --checkpoint, got {len(args.checkpoint)}")
     cks = [load_checkpoint(p, heads=args.heads) for p in args.checkpoint]
@@ -120,19 +121,16 @@ def cmd_compare(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synth import cli_synth
     cli_synth(Path(args.out), args.count, args.seed)
     return 0
 
 
 def cmd_train(args) -> int:
-    from .train import cli_train
     cli_train(args.samples, args.out, epochs=args.epochs, seed=args.seed)
     return 0
 
 
 def cmd_make_sample_data(args) -> int:
-    from .sampledata import make_sample_data
     make_sample_data(Path(args.out))
     return 0
 
@@ -148,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_info)
 
-    from .explain import BASELINES
     for name, func, helptext in (("explain", cmd_explain, "explain one checkpoint on features or welds"),
                                  ("compare", cmd_compare, "compare two checkpoints on the same inputs")):
         s = sub.add_parser(name, help=helptext)
@@ -180,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="sample_data")
     s.set_defaults(func=cmd_make_sample_data)
 
-    from .batch import add_batch_parser
     add_batch_parser(sub)
     return p
 

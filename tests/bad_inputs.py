@@ -276,7 +276,7 @@ if __name__ == "__main__":   # write a corpus to look at: python tests/bad_input
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from factories import random_module, small_config
-    from fusion_core.synth import generate_weld
+    from fusion_core.training.synth import generate_weld
     out = Path(sys.argv[1])
     cfg = small_config(0, num_heads=2)
     w = generate_weld("000102", 2, 0, out / "_weld")

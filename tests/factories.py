@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from fusion_core.features import FeatureBatch
-from fusion_core.model import MODALITIES, CrossAttentionFusionModule, FusionConfig
+from fusion_core.io.features import FeatureBatch
+from fusion_core.models.fusion import CrossAttentionFusionModule, FusionConfig
+from fusion_core.vocab import MODALITIES
 
 
 def small_config(seed: int = 0, layout: str = "v1", **kw) -> FusionConfig:

@@ -104,7 +104,7 @@ def _weld_set(root, dest, n):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """A small batch run (3 sample welds + one unreadable weld), made once for this module."""
-    from fusion_core.batch import run_batch
+    from fusion_core.batch.engines import run_batch
 
     root = data_root()
     tmp = tmp_path_factory.mktemp("batch")

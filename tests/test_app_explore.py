@@ -137,10 +137,10 @@ def test_upload_single_weld_files(app, data):
 
 
 def test_upload_a_feature_file_and_a_mismatched_one(app, data):
-    from fusion_core.checkpoint import load_checkpoint
-    from fusion_core.features import save_features
-    from fusion_core.pipeline import encode_welds
-    from fusion_core.samples import load_weld
+    from fusion_core.models.checkpoint import load_checkpoint
+    from fusion_core.io.features import save_features
+    from fusion_core.explain.welds import encode_welds
+    from fusion_core.io.containers import load_weld
 
     ck = load_checkpoint(data / "checkpoints" / "demo-best.safetensors")
     fb = encode_welds(ck, [load_weld(weld_dirs(data)[0]), load_weld(weld_dirs(data)[1])])
@@ -247,7 +247,7 @@ def _npz(**arrays) -> bytes:
 def test_a_mean_pool_checkpoint_with_a_feature_file_shows_contributions_only(app):
     import torch
 
-    from fusion_core.model import DummyCrossAttentionFusion
+    from fusion_core.models.dummy import DummyCrossAttentionFusion
 
     dims = {"video": 5, "image": 4, "audio": 3, "sensor": 6}
     torch.manual_seed(0)

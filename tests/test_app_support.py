@@ -38,8 +38,8 @@ def data_root() -> Path:
         return Path(env).resolve()
     if sample_data_ready(REPO / "sample_data"):
         return REPO / "sample_data"
-    from fusion_core.synth import generate_dataset
-    from fusion_core.train import train
+    from fusion_core.training.synth import generate_dataset
+    from fusion_core.training.train import train
 
     tmp = Path(tempfile.mkdtemp(prefix="weld-app-tests-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from fusion_core.cli import main
-from fusion_core.encoders import EncoderConfig
-from fusion_core.model import MODALITIES, FusionConfig
-from fusion_core.synth import generate_weld
-from fusion_core.train import WeldModel, save_model
+from fusion_core.models.encoders.demo import EncoderConfig
+from fusion_core.models.fusion import FusionConfig
+from fusion_core.vocab import MODALITIES
+from fusion_core.training.synth import generate_weld
+from fusion_core.training.train import WeldModel, save_model
 
 from bad_inputs import build_corpus
 from factories import random_module, small_config

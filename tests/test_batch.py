@@ -25,14 +25,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from fusion_core.batch import (ResultStore, add_batch_parser, cmd_batch, list_weld_sources, parts_dir,
-                               read_maps, read_results, read_source, run_batch, weld_digest)
-from fusion_core.encoders import EncoderConfig
+from fusion_core.batch.engines import ResultStore, add_batch_parser, cmd_batch, list_weld_sources, parts_dir, read_maps, read_results, read_source, run_batch, weld_digest
+from fusion_core.models.encoders.demo import EncoderConfig
 from fusion_core.errors import InputError
-from fusion_core.model import MODALITIES
-from fusion_core.samples import load_welds
-from fusion_core.synth import generate_dataset, generate_weld
-from fusion_core.train import train
+from fusion_core.vocab import MODALITIES
+from fusion_core.io.containers import load_welds
+from fusion_core.training.synth import generate_dataset, generate_weld
+from fusion_core.training.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = dict(video_dim=16, image_dim=16, audio_dim=16, sensor_dim=16, sensor_len=24, audio_len=20,
@@ -173,8 +172,8 @@ def test_rows_schema_values_and_error_rows(world, first_run):
 
     # Same numbers as the pipeline's own explain of the same welds (batch of 5 vs padded 16:
     # different matrix kernels, so equal to rounding).
-    from fusion_core.checkpoint import load_checkpoint
-    from fusion_core.pipeline import explain_welds
+    from fusion_core.models.checkpoint import load_checkpoint
+    from fusion_core.explain.welds import explain_welds
     ck = load_checkpoint(world["ck"][0])
     exp = explain_welds(ck, world["good"])
     mine = ok[ok.checkpoint_sha256 == ck.info.sha256].set_index("weld_id").loc[exp.ids]

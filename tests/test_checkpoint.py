@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from fusion_core import InputError, load_checkpoint
-from fusion_core.checkpoint import save_checkpoint
-from fusion_core.model import CrossAttentionFusionModule, DummyCrossAttentionFusion, FusionConfig, parameter_count
+from fusion_core.models.checkpoint import save_checkpoint
+from fusion_core.models.dummy import DummyCrossAttentionFusion
+from fusion_core.models.fusion import CrossAttentionFusionModule, FusionConfig, parameter_count
 
 from factories import random_module, small_config
 

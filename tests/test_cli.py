@@ -136,10 +136,11 @@ def test_bad_checkpoint_and_arguments_exit_2(setup, tmp_path):
 
 def test_weld_explanations_are_bit_identical_across_processes(tmp_path):
     """Same checkpoint and welds → byte-identical JSON from two separate processes."""
-    from fusion_core.encoders import EncoderConfig
-    from fusion_core.model import MODALITIES, FusionConfig
-    from fusion_core.synth import generate_dataset
-    from fusion_core.train import WeldModel, save_model
+    from fusion_core.models.encoders.demo import EncoderConfig
+    from fusion_core.models.fusion import FusionConfig
+    from fusion_core.vocab import MODALITIES
+    from fusion_core.training.synth import generate_dataset
+    from fusion_core.training.train import WeldModel, save_model
     torch.manual_seed(3)
     enc = EncoderConfig()
     model = WeldModel(enc, FusionConfig(**{f"{m}_dim": enc.dim(m) for m in MODALITIES}, hidden_dim=16,

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fusion_core.encoders import EncoderConfig, WeldEncoders, collate, mel_filterbank, preprocess
-from fusion_core.model import MODALITIES
-from fusion_core.weld import SENSOR_CHANNELS, Weld
+from fusion_core.models.encoders.demo import EncoderConfig, WeldEncoders, collate, mel_filterbank, preprocess
+from fusion_core.vocab import MODALITIES
+from fusion_core.io.weld import Weld
+from fusion_core.vocab import SENSOR_CHANNELS
 
 SMALL = dict(video_dim=16, image_dim=16, audio_dim=16, sensor_dim=16, sensor_len=24, audio_len=20,
              n_mels=16, audio_mean=[-4.0] * 16, audio_std=[2.0] * 16, video_segments=6,

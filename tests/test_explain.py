@@ -13,10 +13,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fusion_core.compare import compare, js_divergence
-from fusion_core.explain import attend, explain
-from fusion_core.features import FeatureBatch
-from fusion_core.model import MODALITIES, DummyCrossAttentionFusion
+from fusion_core.explain.compare import compare, js_divergence
+from fusion_core.explain.engine import explain
+from fusion_core.models.fusion import attend
+from fusion_core.io.features import FeatureBatch
+from fusion_core.models.dummy import DummyCrossAttentionFusion
+from fusion_core.vocab import MODALITIES
 
 from factories import random_batch, random_module, small_config
 
@@ -291,7 +293,7 @@ def test_anomaly_target_needs_reference_and_measures_distance():
     ref = random_batch(cfg, 6, LENGTHS, 17)
     exp = explain(fusion, batch, target="auto", reference=ref)
     assert exp.target == "anomaly"
-    from fusion_core.explain import fused_embeddings
+    from fusion_core.explain.engine import fused_embeddings
     emb, refs = fused_embeddings(fusion, batch), fused_embeddings(fusion, ref)
     want = torch.cdist(emb, refs).topk(5, largest=False).values.mean(1).numpy()
     np.testing.assert_allclose(exp.target_values, want, rtol=1e-5)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fusion_core.model import MODALITIES
+from fusion_core.vocab import MODALITIES
 
 from bad_inputs import build_corpus
 from factories import random_module, small_config
@@ -41,7 +41,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data):
-    from fusion_core.checkpoint import load_checkpoint
+    from fusion_core.models.checkpoint import load_checkpoint
 
     d = tmp_path_factory.mktemp("hostile-app")
     marker = d / "MARKER"
@@ -142,10 +142,10 @@ def _direct_checkpoint_check(case, failures: list[str]) -> None:
 
 
 def test_every_bad_feature_file_upload(corpus, data, private_tmp):
-    from fusion_core.checkpoint import load_checkpoint
-    from fusion_core.features import save_features
-    from fusion_core.pipeline import encode_welds
-    from fusion_core.samples import load_weld
+    from fusion_core.models.checkpoint import load_checkpoint
+    from fusion_core.io.features import save_features
+    from fusion_core.explain.welds import encode_welds
+    from fusion_core.io.containers import load_weld
 
     ck = load_checkpoint(data / "checkpoints" / "demo-best.safetensors")
     fb = encode_welds(ck, [load_weld(weld_dirs(data)[1])])

@@ -17,11 +17,11 @@ import soundfile as sf
 from PIL import Image
 
 from fusion_core.errors import InputError
-from fusion_core.samples import (Limits, decode_audio, load_weld, load_weld_from_files,
-                                 load_welds, load_welds_from_zip_bytes, read_sensor_csv,
-                                 resample_audio)
-from fusion_core.synth import generate_dataset
-from fusion_core.weld import CSV_COLUMNS, SENSOR_CHANNELS
+from fusion_core.io.containers import load_weld, load_weld_from_files, load_welds, load_welds_from_zip_bytes
+from fusion_core.io.decode import decode_audio, read_sensor_csv, resample_audio
+from fusion_core.io.limits import Limits
+from fusion_core.training.synth import generate_dataset
+from fusion_core.vocab import CSV_COLUMNS, SENSOR_CHANNELS
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from fusion_core.errors import InputError
-from fusion_core.samples import load_weld, load_welds
-from fusion_core.synth import (PLANTED, SUPPORTED_CLASSES, cli_synth, generate_dataset,
-                               generate_weld)
-from fusion_core.weld import CLASS_NAMES, CSV_COLUMNS, MODALITIES
+from fusion_core.io.containers import load_weld, load_welds
+from fusion_core.training.synth import PLANTED, SUPPORTED_CLASSES, cli_synth, generate_dataset, generate_weld
+from fusion_core.vocab import CLASS_NAMES, CSV_COLUMNS, MODALITIES
 
 SEEDS = 2  # welds per class in the planted-defect checks
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from fusion_core.encoders import EncoderConfig
-from fusion_core.model import MODALITIES, CrossAttentionFusionModule, FusionConfig
-from fusion_core.train import WeldModel, _drop_modalities, load_model, train
+from fusion_core.models.encoders.demo import EncoderConfig
+from fusion_core.models.fusion import CrossAttentionFusionModule, FusionConfig
+from fusion_core.vocab import MODALITIES
+from fusion_core.training.train import WeldModel, _drop_modalities, load_model, train
 from test_encoders import SMALL, make_weld  # tests/ is on sys.path (rootdir-less test modules)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,8 +66,8 @@ def test_checkpoint_layout_and_metadata(trained):
 
 
 def test_reloaded_modules_give_identical_outputs(trained):
-    from fusion_core.checkpoint import load_checkpoint
-    from fusion_core.explain import explain, fused_embeddings
+    from fusion_core.models.checkpoint import load_checkpoint
+    from fusion_core.explain.engine import explain, fused_embeddings
 
     out, welds, _ = trained
     path = out / "demo-best.safetensors"
@@ -102,8 +103,8 @@ def test_training_is_deterministic(trained, tmp_path):
 
 
 def test_fully_masked_modality_is_the_absent_block_not_nan():
-    from fusion_core.explain import fused_embeddings
-    from fusion_core.features import FeatureBatch
+    from fusion_core.explain.engine import fused_embeddings
+    from fusion_core.io.features import FeatureBatch
 
     torch.manual_seed(0)
     cfg = EncoderConfig(**SMALL)
@@ -133,9 +134,9 @@ def test_modality_dropout_keeps_one_present_modality():
 @pytest.mark.skipif(not DEMO_BEST.is_file(), reason="sample_data/checkpoints/demo-best.safetensors not built")
 def test_demo_best_quality_on_fresh_welds(tmp_path):
     """The issue's planted-defect figures, on a small set the demo never saw (thresholds below target)."""
-    synth = pytest.importorskip("fusion_core.synth")
-    from fusion_core.samples import load_welds
-    from fusion_core.train import evaluate_quality
+    synth = pytest.importorskip("fusion_core.training.synth")
+    from fusion_core.io.containers import load_welds
+    from fusion_core.training.train import evaluate_quality
 
     synth.generate_dataset(tmp_path, 24, 987_654)
     q = evaluate_quality(DEMO_BEST, load_welds(tmp_path))

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import streamlit as st
 
-from fusion_core.compare import compare
+from fusion_core.explain.compare import compare
 from fusion_core.errors import InputError
-from fusion_core.explain import BASELINES
-from fusion_core.model import MODALITIES
+from fusion_core.explain.engine import BASELINES
+from fusion_core.vocab import MODALITIES
 
 from app import figures as F
 from app import state, widgets

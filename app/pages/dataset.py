@@ -17,9 +17,9 @@ import pandas as pd
 import streamlit as st
 
 from fusion_core.errors import InputError
-from fusion_core.explain import BASELINES
-from fusion_core.model import MODALITIES
-from fusion_core.sanity import mass_in_windows
+from fusion_core.explain.engine import BASELINES
+from fusion_core.vocab import MODALITIES
+from fusion_core.explain.sanity import mass_in_windows
 
 from app import figures as F
 from app import state, widgets
@@ -57,7 +57,7 @@ def _check_columns(df: pd.DataFrame, name: str) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the results…")
 def _results_from_path(path: str, stamp: tuple) -> pd.DataFrame:
-    from fusion_core.batch import read_results
+    from fusion_core.batch.engines import read_results
     return _check_columns(read_results(path), path)
 
 
@@ -70,7 +70,7 @@ def results_from_path(path: str) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the results…")
 def _results_from_bytes(sha: str, _data: bytes, name: str) -> pd.DataFrame:
-    from fusion_core.batch import read_results
+    from fusion_core.batch.engines import read_results
     if not _data:
         raise InputError(name, "file is empty")
     with tempfile.TemporaryDirectory(prefix="weld-results-") as d:
@@ -199,7 +199,7 @@ def _batch_checkpoint(row: pd.Series):
 
 def run_batch_now(ckpts: list[Path], samples: str, out: str, workers: int) -> None:
     """Run `fusion_core.batch.run_batch` here with a progress bar, then open its results."""
-    from fusion_core.batch import run_batch
+    from fusion_core.batch.engines import run_batch
     bar = st.progress(0.0, text="Starting the batch run…")
 
     def report(p, final=False):

@@ -11,9 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from fusion_core.errors import InputError
-from fusion_core.explain import BASELINES, TARGETS
-from fusion_core.model import MODALITIES
-from fusion_core.sanity import method_agreement, randomization_test
+from fusion_core.explain.engine import BASELINES
+from fusion_core.explain.targets import TARGETS
+from fusion_core.vocab import MODALITIES
+from fusion_core.explain.sanity import method_agreement, randomization_test
 
 from app import figures as F
 from app import state, widgets

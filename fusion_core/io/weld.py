@@ -1,7 +1,7 @@
 """What a weld is once decoded: raw signals, ready for the encoders and the plots.
 
-Readers (`fusion_core.samples`) produce `Weld`s from folders, zips or single files; the
-synthetic generator (`fusion_core.synth`) writes welds that read back into the same
+Readers (`fusion_core.io.containers`) produce `Weld`s from folders, zips or single files; the
+synthetic generator (`fusion_core.training.synth`) writes welds that read back into the same
 thing. Nothing here depends on torch.
 """
 
@@ -12,37 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-MODALITIES: tuple[str, ...] = ("video", "image", "audio", "sensor")
-
-# Class code = last two digits of the part number (Intel Robotic Welding dataset).
-CLASS_NAMES: dict[int, str] = {
-    0: "good",
-    1: "excessive penetration",
-    2: "burnthrough",
-    3: "porosity",
-    4: "porosity with excessive penetration",
-    5: "undercut",
-    6: "overlap",
-    7: "lack of fusion",
-    8: "excessive convexity",
-    9: "spatter",
-    10: "warping",
-    11: "crater cracks",
-}
-
-CSV_COLUMNS: tuple[str, ...] = (
-    "Date", "Time", "Part No", "Pressure", "CO2 Weld Flow", "Feed",
-    "Primary Weld Current", "Wire Consumed", "Secondary Weld Voltage", "Remarks",
-)
-# The six numeric channels sit between "Part No" and "Remarks".
-SENSOR_CHANNELS: tuple[str, ...] = CSV_COLUMNS[3:9]
-SENSOR_UNITS: dict[str, str] = {
-    "Pressure": "bar", "CO2 Weld Flow": "L/min", "Feed": "mm/min",
-    "Primary Weld Current": "A", "Wire Consumed": "mm", "Secondary Weld Voltage": "V",
-}
-SENSOR_RATE_HZ = 8.6
-AUDIO_RATE_HZ = 16_000
-
+from ..vocab import AUDIO_RATE_HZ, CLASS_NAMES, MODALITIES, SENSOR_RATE_HZ, class_code_of
 
 @dataclass
 class Weld:
@@ -66,10 +36,7 @@ class Weld:
 
     @property
     def class_code(self) -> int | None:
-        tail = self.weld_id[-2:]
-        if len(self.weld_id) >= 2 and tail.isdigit() and int(tail) in CLASS_NAMES:
-            return int(tail)
-        return None
+        return class_code_of(self.weld_id)
 
     @property
     def class_name(self) -> str | None:

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import InputError
-from .model import MODALITIES
+from ..errors import InputError
+from ..vocab import MODALITIES
+from .torchload import safe_torch_load
 
 MAX_FEATURE_ELEMENTS = 256 * 1024 * 1024  # 1 GiB of float32 per file: beyond that, refuse
 
@@ -108,7 +109,6 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         except (SafetensorError, OSError, ValueError) as e:
             raise InputError(path, f"not a readable .safetensors feature file ({e})") from None
     if suffix in (".pt", ".pth"):
-        from .checkpoint import safe_torch_load
         obj = safe_torch_load(path)
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a dict of tensors, found {type(obj).__name__}")
@@ -141,7 +141,6 @@ def features_from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> Fea
     times: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     batch = None
     known = set(MODALITIES) | {f"{m}_{s}" for m in MODALITIES for s in ("mask", "t0", "t1")}
-    unknown = sorted(set(arrays) - known - {"ids"})
     if not any(m in arrays for m in MODALITIES):
         hint = f" (found: {', '.join(sorted(arrays)) or 'nothing'})"
         raise InputError(source, f"no modality arrays; expected some of {', '.join(MODALITIES)}{hint}")
@@ -199,9 +198,7 @@ def features_from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> Fea
     positions = {
         m: [pd.DataFrame({"t0": t0[b], "t1": t1[b]}) for b in range(batch)] for m, (t0, t1) in times.items()
     }
-    fb = FeatureBatch(features=feats, masks=masks, positions=positions, ids=ids, source=source)
-    fb.unknown_keys = unknown  # reported by the CLI, never an error
-    return fb
+    return FeatureBatch(features=feats, masks=masks, positions=positions, ids=ids, source=source)
 
 
 def save_features(path: str | os.PathLike, batch: FeatureBatch) -> None:

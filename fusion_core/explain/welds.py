@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import LoadedCheckpoint
-from .errors import InputError
-from .explain import Explanation, explain
-from .features import FeatureBatch
-from .weld import Weld
+from ..errors import InputError
+from ..io.features import FeatureBatch
+from ..io.weld import Weld
+from ..models.checkpoint import LoadedCheckpoint
+from .engine import Explanation, explain
 
 DEFAULT_BATCH = 16
 

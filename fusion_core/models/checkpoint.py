@@ -1,8 +1,7 @@
 """Checkpoint loading: safetensors and torch.save files, safely, with every size inferred.
 
-Nothing in a checkpoint runs. `.pt/.pth/.ckpt` files are read with torch's weights-only
-unpickler plus an explicit allow-list (numpy scalars and dtypes, which training loops
-put in `best_metric`); any other global is refused and named. Dimensions, token count
+Nothing in a checkpoint runs (`fusion_core.io.checkpoint` reads the file, weights-only).
+Dimensions, token count
 and layout come from tensor shapes. The head count is in no shape: it comes from the
 checkpoint's own config/metadata, else the caller, else the seed default (8), and the
 report says which.
@@ -10,64 +9,26 @@ report says which.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
-import re
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
-from .model import (MODALITIES, CrossAttentionFusionModule, DummyCrossAttentionFusion, FusionConfig,
-                    parameter_count)
+from ..errors import InputError
+from ..io.checkpoint import (CLASSIFIER_PREFIXES, MAX_CHECKPOINT_BYTES, find_heads, read_checkpoint_file, scalar,
+                             split_groups)
+from ..io.torchload import file_sha256
+from ..vocab import MODALITIES
+from .dummy import DummyCrossAttentionFusion
+from .encoders.demo import EncoderConfig, WeldEncoders
+from .fusion import CrossAttentionFusionModule, FusionConfig, parameter_count
 
 SEED_DEFAULT_HEADS = 8
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-MAX_CHECKPOINT_BYTES = 4 * 1024 ** 3
-ENCODER_PREFIXES = tuple(f"{m}_encoder." for m in MODALITIES)
-CLASSIFIER_PREFIXES = ("classifier.", "head.", "cls_head.", "fc.")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")   # DDP, torch.compile, Lightning
-CONFIG_KEYS = ("config", "fusion_config", "hparams", "hyper_parameters", "args")
-
-_NUMPY_DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8,
-                 np.uint8, np.bool_, np.longlong, np.ulonglong]
-# What a training loop legitimately leaves in a checkpoint beside tensors: numpy scalars
-# (np.float64(0.93) as best_metric) need `scalar` and the dtype and its class.
-SAFE_GLOBALS: list[Any] = [np._core.multiarray.scalar, np.dtype] + [type(np.dtype(t)) for t in _NUMPY_DTYPES]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def safe_torch_load(path: str | os.PathLike) -> Any:
-    """torch.load with weights_only=True and the numpy allow-list; refusals name the global."""
-    path = Path(path)
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        found = re.search(r"GLOBAL ([\w.]+)", msg)
-        if found:
-            raise InputError(path, f"refused: the file asks to load the Python global '{found.group(1)}', "
-                                   "which is not a tensor or number (nothing was run)") from None
-        raise InputError(path, f"refused: not a weights-only torch file ({msg.splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise InputError(path, f"not a readable torch checkpoint (truncated or corrupt?): {first}") from None
 
 
 # --------------------------------------------------------------------------- report
@@ -133,129 +94,6 @@ class LoadedCheckpoint:
 
 # --------------------------------------------------------------------------- reading
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, Counter]:
-    """(tensors, metadata, format, ignored groups) from either file kind."""
-    ignored: Counter = Counter()
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = dict(f.metadata() or {})
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise InputError(path, f"not a readable safetensors file (truncated or corrupt?): {str(e)[:200]}") from None
-        parsed: dict[str, Any] = {}
-        for k, v in meta.items():
-            try:
-                parsed[k] = json.loads(v)
-            except (json.JSONDecodeError, TypeError):
-                parsed[k] = v
-        return tensors, parsed, "safetensors", ignored
-    if path.suffix.lower() in TORCH_SUFFIXES:
-        obj = safe_torch_load(path)
-        if not isinstance(obj, dict):
-            raise InputError(path, f"expected a state_dict or a training-checkpoint dict, found {type(obj).__name__}")
-        sd = None
-        for key in ("model_state_dict", "state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                sd = obj[key]
-                break
-        if sd is None:
-            if any(isinstance(v, torch.Tensor) for v in obj.values()):
-                sd = obj
-            else:
-                raise InputError(path, "no weights found: expected a state_dict, or a dict with 'model_state_dict' "
-                                       f"or 'state_dict' (keys: {', '.join(map(str, list(obj)[:8]))})")
-        meta: dict[str, Any] = {}
-        if sd is not obj:
-            for k, v in obj.items():
-                if v is sd:
-                    continue
-                if isinstance(v, dict) and k not in CONFIG_KEYS:
-                    ignored[str(k)] += 1          # optimizer / scheduler state: not needed to explain
-                else:
-                    meta[str(k)] = v
-        tensors = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-        non_tensor = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-        if non_tensor:
-            ignored["non-tensor entries"] += len(non_tensor)
-        return tensors, meta, "torch", ignored
-    raise InputError(path, f"unsupported checkpoint type {path.suffix!r} (use .safetensors, .pt, .pth or .ckpt)")
-
-
-def _strip_wrappers(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for p in WRAPPER_PREFIXES:
-            if key.startswith(p):
-                key, changed = key[len(p):], True
-    return key
-
-
-_FUSION_KEY = re.compile(
-    r"^(fusion_tokens|(video|image|audio|sensor)_(proj|cross_attn|norm)\.|aggregation\.|output_proj\.|fusion_proj\.)")
-
-
-def _split(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict, dict, Counter]:
-    fusion, classifier, encoders, ignored = {}, {}, {}, Counter()
-    for raw, t in tensors.items():
-        k = _strip_wrappers(raw)
-        if k.startswith("fusion.") and _FUSION_KEY.match(k[len("fusion."):]):
-            fusion[k[len("fusion."):]] = t
-        elif _FUSION_KEY.match(k):
-            fusion[k] = t
-        elif k.startswith(ENCODER_PREFIXES):
-            encoders[k] = t
-        elif k.startswith(CLASSIFIER_PREFIXES):
-            classifier[k] = t
-        else:
-            ignored[k.split(".")[0] + ".*"] += 1
-    return fusion, classifier, encoders, ignored
-
-
-def _find_heads(meta: dict) -> tuple[int | None, str]:
-    """Search checkpoint config/metadata for a head count; return (heads, where)."""
-    names = ("num_heads", "n_heads", "fusion_heads", "num_attention_heads", "nhead")
-
-    def walk(obj, path, depth=0):
-        if depth > 4 or not isinstance(obj, dict):
-            return None
-        for n in names:
-            if n in obj and isinstance(obj[n], (int, np.integer)) and not isinstance(obj[n], bool):
-                return int(obj[n]), f"{path}.{n}"
-        # prefer a fusion-ish section, then anything else
-        for k in sorted(obj, key=lambda k: "fusion" not in str(k).lower()):
-            if "encoder" in str(k).lower():
-                continue   # an encoder's heads are not the fusion's
-            got = walk(obj[k], f"{path}.{k}", depth + 1)
-            if got:
-                return got
-        return None
-
-    for key in CONFIG_KEYS:
-        if key in meta:
-            got = walk(meta[key], key)
-            if got:
-                return got
-    return None, ""
-
-
-def _scalar(v) -> float | None:
-    """A finite number from a tensor, numpy scalar, number or numeric string; else None
-    (a NaN best_metric would make the JSON reports invalid)."""
-    if isinstance(v, torch.Tensor) and v.numel() == 1:
-        v = v.item()
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            return None
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        return float(v) if np.isfinite(v) else None
-    return None
-
-
 def _readable_mismatch(module: nn.Module, sd: dict[str, torch.Tensor]) -> str | None:
     want = module.state_dict()
     missing = sorted(set(want) - set(sd))
@@ -305,7 +143,7 @@ def _build_fusion(fk: dict[str, torch.Tensor], meta: dict, heads_arg: int | None
         raise InputError(path, f"fusion_tokens has shape {tuple(tokens.shape)}, expected (1, T, H)")
     H, T = int(tokens.shape[2]), int(tokens.shape[1])
 
-    heads, where = _find_heads(meta)
+    heads, where = find_heads(meta)
     if heads is not None:
         source = f"checkpoint ({where})"
     elif heads_arg is not None:
@@ -348,10 +186,10 @@ def load_checkpoint(path: str | os.PathLike, heads: int | None = None) -> Loaded
         raise InputError(path, "file is empty")
     if size > MAX_CHECKPOINT_BYTES:
         raise InputError(path, f"file is {size / 1e9:.1f} GB, above the {MAX_CHECKPOINT_BYTES / 1e9:.0f} GB limit")
-    tensors, meta, fmt, ignored = _read(path)
+    tensors, meta, fmt, ignored = read_checkpoint_file(path)
     if not tensors:
         raise InputError(path, "contains no tensors")
-    fk, ck, ek, more_ignored = _split(tensors)
+    fk, ck, ek, more_ignored = split_groups(tensors)
     ignored.update(more_ignored)
     if not fk:
         raise InputError(path, "no fusion-module weights found (expected keys like fusion_tokens, "
@@ -388,7 +226,6 @@ def load_checkpoint(path: str | os.PathLike, heads: int | None = None) -> Loaded
     # Built-in encoders: only when the checkpoint describes them (our own training output).
     encoders, enc_cfg = None, meta.get("encoder_config")
     if ek and isinstance(enc_cfg, dict):
-        from .encoders import EncoderConfig, WeldEncoders
         encoders = WeldEncoders(EncoderConfig.from_dict(enc_cfg))
         msg = _readable_mismatch(encoders, ek)
         if msg:
@@ -403,14 +240,14 @@ def load_checkpoint(path: str | os.PathLike, heads: int | None = None) -> Loaded
         _freeze(m)
 
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    metric = _scalar(meta.get("best_metric", cfg.get("best_metric") if cfg else None))
-    epoch = _scalar(meta.get("epoch"))
-    step = _scalar(meta.get("global_step"))
+    metric = scalar(meta.get("best_metric", cfg.get("best_metric") if cfg else None))
+    epoch = scalar(meta.get("epoch"))
+    step = scalar(meta.get("global_step"))
     info = CheckpointInfo(
         path=str(path), sha256=file_sha256(path), file_format=fmt, architecture=arch, layout=layout, dims=dims,
         heads=n_heads, heads_source=heads_source, parameters=parameter_count(fusion),
         epoch=int(epoch) if epoch is not None else None, global_step=int(step) if step is not None else None,
-        metric=metric, val_accuracy=_scalar(meta.get("val_accuracy")),
+        metric=metric, val_accuracy=scalar(meta.get("val_accuracy")),
         classes=class_names if classifier is not None else None, has_encoders=encoders is not None,
         ignored=dict(ignored), notes=notes,
     )

@@ -76,10 +76,18 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from ..explain.engine import explain
+from ..explain.sanity import mass_in_windows
+from ..explain.welds import explain_welds
+from ..io.containers import decode_weld, iter_welds, zip_entry_rel
+from ..io.features import FeatureBatch
+from ..io.layout import TRUTH_NAME, choose, few, folder_rels, group, is_junk, kind_of, natural, weld_digest, weld_id_of
+from ..io.limits import DEFAULT_LIMITS, Limits
+from ..models.checkpoint import load_checkpoint
+from ..models.encoders.demo import EncoderConfig, preprocess
+from ..vocab import CLASS_NAMES, MODALITIES, weld_class
 # Weld-folder rules are the readers' own, applied to paths without reading the files.
-from .samples import DEFAULT_LIMITS, TRUTH_NAME, Limits, _few, _folder_rels, _group, _is_junk, _kind, _weld_id
-from .weld import CLASS_NAMES, MODALITIES
 
 FORMAT = "fusion-batch/1"
 MODEL_BATCH = 16            # rows per model run, always (padded): see the module docstring
@@ -89,7 +97,6 @@ METHODS = ("shapley", "leave_one_out", "attention", "relevance")
 TIME_MODALITIES = ("video", "audio", "sensor")
 ATTN_STATS = ("entropy", "peak", "peak_time", "mass_in_truth")
 BATCH_BASELINES = ("drop-attention", "zeros")   # reference-mean would tie a weld's numbers to the others
-_JUNK_NAMES = {"thumbs.db", "desktop.ini"}
 
 
 # =========================================================================== weld sources
@@ -121,50 +128,10 @@ class WeldSource:
         return f"{self.container}/{self.folder}" if self.folder else self.container
 
 
-def _natural(s: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
 
-def _choose(rels: list[str], weld_id: str, limits: Limits) -> tuple[list[tuple[str, str]], str | None]:
-    """(digest name, rel) of the files a reader would use, or a problem."""
-    by_kind: dict[str, list[str]] = {"video": [], "audio": [], "sensor": [], "image": [], "truth": []}
-    image_dirs: set[str] = set()
-    for r in rels:
-        p = PurePosixPath(r)
-        kind = _kind(p.name)
-        by_kind[kind].append(r)
-        if kind == "image" and p.parent.name.lower() == "images":
-            image_dirs.add(str(p.parent))
-    chosen: list[tuple[str, str]] = []
-    for kind in ("video", "audio", "sensor", "truth"):
-        cands = by_kind[kind]
-        if not cands:
-            continue
-        pick = cands
-        if len(cands) > 1:
-            pick = [c for c in cands if PurePosixPath(c).stem.lower() == weld_id.lower()]
-            if kind == "audio" and len(pick) > 1:  # <id>.flac beside <id>.wav: the dataset's own format
-                pick = [c for c in pick if c.lower().endswith(".flac")] or pick
-        if len(pick) != 1:
-            label = {"video": "video", "audio": "audio", "sensor": "sensor CSV", "truth": "truth.json"}[kind]
-            return [], (f"ambiguous {label}: several files ({_few(PurePosixPath(c).name for c in cands)}) "
-                        f"and not exactly one named {weld_id}.*")
-        chosen.append((PurePosixPath(pick[0]).name, pick[0]))
-    images = by_kind["image"]
-    if image_dirs:
-        if len(image_dirs) > 1:
-            return [], "several images folders: " + _few(sorted(image_dirs))
-        images = [r for r in images if str(PurePosixPath(r).parent) in image_dirs]
-    images.sort(key=lambda r: _natural(PurePosixPath(r).name))
-    if len(images) > limits.max_images:
-        return [], f"{len(images)} photos, more than the limit of {limits.max_images}"
-    chosen += [("images/" + PurePosixPath(r).name, r) for r in images]
-    if not any(_kind(PurePosixPath(r).name) != "truth" for _, r in chosen):
-        return [], "no modality found: expected a video, audio, sensor CSV or photos"
-    return chosen, None
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def _zip_members(path: Path, limits: Limits) -> dict[str, str]:
@@ -179,57 +146,45 @@ def _zip_members(path: Path, limits: Limits) -> dict[str, str]:
         raise InputError(path, f"{len(infos)} entries, more than the limit of {limits.max_entries}")
     out: dict[str, str] = {}
     for info in infos:
-        raw = info.filename
-        where = f"{path}/{raw}"
-        name = raw.replace("\\", "/")
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        if "\x00" in name:
-            raise InputError(where, "entry name contains a NUL character")
-        if name.startswith("/") or _DRIVE.match(name):
-            raise InputError(where, "entry has an absolute path (it would escape its folder)")
-        if ".." in parts:
-            raise InputError(where, "entry path contains '..' (it would escape its folder)")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise InputError(where, "entry is a symbolic link; links are not accepted")
-        if info.is_dir() or not parts:
+        rel = zip_entry_rel(info, str(path))
+        if rel is None:
             continue
-        rel = "/".join(parts)
         if rel in out:
-            raise InputError(where, "duplicate entry name in the zip")
-        out[rel] = raw
+            raise InputError(f"{path}/{info.filename}", "duplicate entry name in the zip")
+        out[rel] = info.filename
     return out
 
 
 def list_weld_sources(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> list[WeldSource]:
     """Every weld in a folder of weld folders (or one weld folder, or a .zip), sorted by weld id,
-    without reading a file. Same grouping, ids and file choice as `fusion_core.samples`."""
+    without reading a file. Same grouping, ids and file choice as the readers (`fusion_core.io.layout`)."""
     p = Path(path)
     if not p.exists():
         raise InputError(path, "no such file or folder")
     if p.is_dir():
-        rels = _folder_rels(p, limits)
+        rels = folder_rels(p, limits)
         members = {r: r for r in rels}
         default, is_zip = p.resolve().name, False
     elif p.suffix.lower() == ".zip":
         members = _zip_members(p, limits)
         default, is_zip = p.stem, True
-        nested = [r for r in members if r.lower().endswith(".zip") and not _is_junk(r)]
+        nested = [r for r in members if r.lower().endswith(".zip") and not is_junk(r)]
         if nested:
             raise InputError(f"{p}/{nested[0]}", "nested zip archive; unzip it first")
     else:
         raise InputError(path, "expected a weld folder, a folder of weld folders or a .zip")
-    groups = _group(members)
+    groups = group(members)
     if not groups:
         raise InputError(path, "no weld found: expected a folder with <part_no>.avi, <part_no>.flac or .wav, "
                                "<part_no>.csv or images/*.jpg")
     out = []
     for d, rels in groups.items():
-        wid = _weld_id(d, rels, default)
-        chosen, problem = _choose(rels, wid, limits)
+        wid = weld_id_of(d, rels, default)
+        chosen, problem = choose(rels, wid, limits)
         files = tuple((name, members[r]) for name, r in chosen)
         out.append(WeldSource(container=str(p), folder=d, weld_id=wid, files=files, is_zip=is_zip,
                               problem=problem))
-    out.sort(key=lambda s: (_natural(s.weld_id), s.folder))
+    out.sort(key=lambda s: (natural(s.weld_id), s.folder))
     return out
 
 
@@ -274,14 +229,6 @@ def _read_member(src: WeldSource, member: str, budget: int, limits: Limits) -> b
     return data
 
 
-def weld_digest(blobs: dict[str, bytes]) -> str:
-    """sha256 over the chosen files, as `Weld.digest` (name, length, bytes; names sorted)."""
-    h = hashlib.sha256()
-    for name in sorted(blobs):
-        data = blobs[name]
-        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0")
-        h.update(data)
-    return h.hexdigest()
 
 
 def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, bytes]:
@@ -298,21 +245,11 @@ def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, b
 
 
 def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS):
-    """A `Weld` from bytes `read_source` gave (through samples' own decoders)."""
-    from .samples import load_weld_from_files
-    files = {PurePosixPath(name).name: data for name, data in blobs.items()}
-    weld = load_weld_from_files(files, weld_id=src.weld_id, limits=limits)
-    weld.source = src.where
-    return weld
+    """A `Weld` from bytes `read_source` gave (through the readers' own decoding)."""
+    return decode_weld(src.weld_id, src.where,
+                       [(name, PurePosixPath(name).name, data) for name, data in blobs.items()], limits=limits)
 
 
-def _weld_class(weld_id: str, truth: dict | None) -> int | None:
-    if truth and isinstance(truth.get("class"), (int, str)) and str(truth["class"]).isdigit():
-        return int(truth["class"])
-    tail = weld_id[-2:]
-    if len(weld_id) >= 2 and tail.isdigit() and int(tail) in CLASS_NAMES:
-        return int(tail)
-    return None
 
 
 def _windows(truth: dict | None) -> list[tuple[float, float]]:
@@ -351,7 +288,7 @@ def _weld_error(src: WeldSource, e: InputError) -> str:
 
 def _meta(src: WeldSource) -> dict:
     return {"weld_id": src.weld_id, "source": src.source, "weld_digest": None, "truth": None,
-            "class_code": _weld_class(src.weld_id, None), "duration_s": None, "present": None, "windows": []}
+            "class_code": weld_class(src.weld_id, None), "duration_s": None, "present": None, "windows": []}
 
 
 def prepare_source(src: WeldSource, state: PrepState, _cfg_cache: dict = {}) -> dict:  # noqa: B006
@@ -360,7 +297,6 @@ def prepare_source(src: WeldSource, state: PrepState, _cfg_cache: dict = {}) -> 
     {"status": "skip" | "ok" | "error", "meta": {...}, "needs": [sha, ...], "items": {cfg key: item},
      "error": str}. Never raises for a bad weld.
     """
-    from .encoders import EncoderConfig, preprocess
     meta = _meta(src)
     try:
         blobs = read_source(src, state.limits)
@@ -371,12 +307,10 @@ def prepare_source(src: WeldSource, state: PrepState, _cfg_cache: dict = {}) -> 
             return {"status": "skip", "meta": meta, "needs": []}
         weld = decode_source(src, blobs, state.limits)
         del blobs
-        if weld.digest != digest:  # the two hashes follow one rule; say so loudly if they drift apart
-            raise RuntimeError(f"weld digest mismatch ({weld.digest[:12]} vs {digest[:12]})")
         truth = weld.truth if isinstance(weld.truth, dict) else None
         duration = float(weld.duration)
         meta.update(truth=json.dumps(truth, sort_keys=True, separators=(",", ":")) if truth is not None else None,
-                    class_code=_weld_class(weld.weld_id, truth), duration_s=duration if duration > 0 else 1.0,
+                    class_code=weld_class(weld.weld_id, truth), duration_s=duration if duration > 0 else 1.0,
                     present=",".join(weld.present), windows=_windows(truth))
         items = {}
         for key in dict.fromkeys(k for sha, k in state.checkpoints if sha in needs):
@@ -508,7 +442,6 @@ class _Checkpoint:
 
     @classmethod
     def load(cls, path: str, heads: int | None = None, display_name: str | None = None) -> "_Checkpoint":
-        from .checkpoint import load_checkpoint
         ck = load_checkpoint(path, heads=heads)
         if ck.encoders is None:
             raise InputError(path, "this checkpoint has no built-in encoders (its backbones are not shipped), "
@@ -533,7 +466,6 @@ def _float(x) -> float | None:
 def _attention_summaries(exp, b: int, meta: dict) -> dict:
     """Per fusion token × modality: entropy (nats), peak token, its centre time, mass in truth windows;
     per time modality: share of gradient relevance (all tokens) in the truth windows."""
-    from .sanity import mass_in_windows
     out: dict = {}
     windows = meta.get("windows") or []
     duration = meta.get("duration_s") or 0.0
@@ -637,8 +569,6 @@ class Explainer:
         return rows
 
     def _explain(self, ck: _Checkpoint, items: list[dict]):
-        from .explain import explain
-        from .features import FeatureBatch
         n = len(items)
         padded = list(items) + [items[-1]] * (MODEL_BATCH - n)
         import torch
@@ -785,7 +715,7 @@ class ResultStore:
         for i, key in enumerate(zip(cols["source"], cols["checkpoint_sha256"])):
             latest[key] = i
         keep = sorted(latest.values(), key=lambda i: (cols["checkpoint"][i], cols["checkpoint_sha256"][i],
-                                                      _natural(cols["weld_id"][i]), cols["source"][i]))
+                                                      natural(cols["weld_id"][i]), cols["source"][i]))
         return table.take(pa.array(keep, type=pa.int64()))
 
     def consolidate(self) -> int:
@@ -1229,9 +1159,6 @@ def naive_run(checkpoints: Sequence[str | os.PathLike], samples: str | os.PathLi
     """The loop batch replaces, for the benchmark: per weld, load it, encode, explain, one at a time.
 
     Returns one summary row per weld × checkpoint (no files written)."""
-    from .checkpoint import load_checkpoint
-    from .pipeline import explain_welds
-    from .samples import iter_welds
     cks = [load_checkpoint(p) for p in checkpoints]
     rows = []
     for weld in iter_welds(samples):
@@ -1294,24 +1221,3 @@ def cmd_batch(args) -> int:
           f"{summary.skipped} already done, {summary.errors} failed, {summary.seconds:.1f}s; "
           f"{summary.total_rows} rows in {summary.out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m fusion_core.batch ...`) until cli.py registers `batch`."""
-    p = argparse.ArgumentParser(prog="python -m fusion_core.batch")
-    add_batch_parser(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    # Run the module under its own name, so that what workers unpickle is fusion_core.batch.*
-    from fusion_core.batch import main as _main
-    sys.exit(_main())

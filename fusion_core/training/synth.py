@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .weld import AUDIO_RATE_HZ, CLASS_NAMES, CSV_COLUMNS, SENSOR_RATE_HZ
+from ..errors import InputError
+from ..vocab import AUDIO_RATE_HZ, CLASS_NAMES, CSV_COLUMNS, SENSOR_RATE_HZ
 
 GENERATOR = "fusion_core.synth"
 

@@ -7,7 +7,7 @@ deterministic in the seed. What makes its explanations meaningful:
   reads each modality's evidence where it is, and "modality absent" (what exact Shapley
   compares against) is a state the model has seen. An absent modality's fusion block is
   norm(queries + out_proj.bias), as in `fusion_core.explain`.
-- local encoders (see `fusion_core.encoders`): a token only carries its own moment or patch.
+- local encoders (see `fusion_core.models.encoders.demo`): a token only carries its own moment or patch.
 - per-modality auxiliary heads on each attended block (deep supervision, dropped after
   training) and fusion tokens initialised at std 3 instead of the seed's 0.02: without
   them, cross-attention over ~200 tokens stays near uniform (a mean pool) for hundreds of
@@ -34,9 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import EncoderConfig, WeldEncoders, collate, preprocess
-from .model import MODALITIES, CrossAttentionFusionModule, FusionConfig, parameter_count
-from .weld import CLASS_NAMES, Weld
+from ..explain.engine import explain
+from ..io.containers import iter_welds, load_weld
+from ..io.weld import Weld
+from ..models.checkpoint import load_checkpoint
+from ..models.encoders.demo import EncoderConfig, WeldEncoders, collate, preprocess
+from ..models.fusion import CrossAttentionFusionModule, FusionConfig, parameter_count
+from ..vocab import CLASS_NAMES, MODALITIES, weld_class
+from .synth import generate_dataset
 
 FORMAT = "weld-fusion/1"
 TIME_MODALITIES = ("video", "audio", "sensor")
@@ -56,25 +61,9 @@ class WeldModel(nn.Module):
         self.class_names = [CLASS_NAMES.get(c, str(c)) for c in self.class_codes]
 
     def blocks(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Attended blocks (B, 4, T, H). A row with no data for a modality gets the absent block, never NaN."""
-        fusion = self.fusion
-        B = next(iter(feats.values())).shape[0]
-        q = fusion.fusion_tokens.expand(B, -1, -1)
-        blocks = []
-        for m in MODALITIES:
-            mha = fusion.cross_attn(m)
-            keys = fusion.proj(m)(feats[m])
-            mk = masks[m].bool()
-            row_ok = mk.any(1)
-            # nn.MultiheadAttention gives NaN on a fully padded row: unpad one key there and
-            # replace the output by what "no attention output" means (out_proj's bias).
-            first = torch.zeros_like(mk)
-            first[:, 0] = True
-            safe = mk | (first & ~row_ok[:, None])
-            out, _ = mha(q, keys, keys, key_padding_mask=~safe, need_weights=False)
-            out = torch.where(row_ok[:, None, None], out, mha.out_proj.bias.expand_as(out))
-            blocks.append(fusion.norm(m)(out + q))
-        return torch.stack(blocks, dim=1)
+        """Attended blocks (B, 4, T, H), through the fusion module's own forward (with dropout in
+        training). A row with no data for a modality gets the absent block, never NaN."""
+        return self.fusion.blocks(feats, masks)
 
     def fuse(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
         """Fused (B, H)."""
@@ -125,17 +114,9 @@ def load_model(path: str | os.PathLike) -> WeldModel:
 
 # --------------------------------------------------------------------------- data
 
-def weld_class(w: Weld) -> int | None:
-    """The ground-truth class code: truth.json first, else the part number."""
-    if w.truth and isinstance(w.truth.get("class"), (int, str)) and str(w.truth["class"]).isdigit():
-        return int(w.truth["class"])
-    return w.class_code
-
-
 def _load(src) -> Iterable[Weld]:
     """Welds one at a time from a folder (decoded frames are dropped once preprocessed)."""
     if isinstance(src, (str, os.PathLike)):
-        from .samples import iter_welds
         return iter_welds(src)
     return list(src)
 
@@ -155,7 +136,7 @@ def prepare(welds: Iterable[Weld], cfg: EncoderConfig) -> list[dict]:
                 items.append(w)
                 continue
             item = preprocess(w, cfg)
-            item["label_code"] = weld_class(w)
+            item["label_code"] = weld_class(w.weld_id, w.truth)
             items.append(item)
     finally:
         torch.set_num_threads(threads)
@@ -217,7 +198,7 @@ def train(train_dir_or_welds, out_dir: str | os.PathLike, *, epochs: int = 30, s
     """Train encoders + fusion + classifier on welds; write demo-early/demo-best checkpoints.
 
     `train_dir_or_welds` (and `val_dir`) is a folder of weld folders (read with
-    `fusion_core.samples`), or a list of `Weld`s or of their `prepare` results; welds
+    `fusion_core.io.containers`), or a list of `Weld`s or of their `prepare` results; welds
     without a known class (truth.json, else part number) are skipped. Without `val_dir`, a
     stratified `val_fraction` of the training welds is held out. `settings` override
     TrainSettings. Returns the history (also written to `out_dir/train-history.json`).
@@ -368,8 +349,6 @@ def evaluate_quality(checkpoint_path: str | os.PathLike, welds: list[Weld], batc
       the raw weights averaged over heads and fusion tokens. A token counts by the fraction
       of its time span inside a window. Figures with nothing to count are None.
     """
-    from .checkpoint import load_checkpoint
-    from .explain import explain
 
     ck = load_checkpoint(checkpoint_path)
     if ck.encoders is None:
@@ -385,7 +364,7 @@ def evaluate_quality(checkpoint_path: str | os.PathLike, welds: list[Weld], batc
         ex = explain(ck, batch, target="logit")
         pred = ex.logits.argmax(1)
         for b, w in enumerate(chunk):
-            code = weld_class(w)
+            code = weld_class(w.weld_id, w.truth)
             truth = w.truth or {}
             if code is not None:
                 n += 1
@@ -440,17 +419,15 @@ def _worker_init() -> None:
 
 
 def _generate_part(args) -> list[str]:
-    from .synth import generate_dataset
     out, count, seed = args
     return [str(p) for p in generate_dataset(out, count, seed)]
 
 
 def _read_and_preprocess(args) -> dict:
-    from .samples import load_weld
     path, cfg = args
     w = load_weld(path)
     item = preprocess(w, EncoderConfig.from_dict(cfg))
-    item["label_code"] = weld_class(w)
+    item["label_code"] = weld_class(w.weld_id, w.truth)
     return item
 
 

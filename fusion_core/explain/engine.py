@@ -14,233 +14,35 @@ fully padded modality: its attention row is all zeros and its block is what the
 
 from __future__ import annotations
 
-import math
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
-from .features import FeatureBatch
-from .model import MODALITIES, CrossAttentionFusionModule, DummyCrossAttentionFusion, linear_of
+from ..errors import InputError
+from ..io.features import FeatureBatch
+from ..models.dummy import DummyCrossAttentionFusion
+from ..models.fusion import (Attended, CrossAttentionFusionModule, absent_block, aggregate, aggregate_preactivation,
+                             attend, attended_blocks, cached, constants)
+from ..vocab import MODALITIES
+from .methods import FULL, Evidence, contributions
+from .shapley import N_MOD, coalition_masks, shapley_from_values
+from .targets import Target, make_target
 
 BASELINES: dict[str, str] = {
     "drop-attention": "the modality's attention output removed: block = norm(queries + out_proj.bias)",
     "reference-mean": "the modality's features replaced by their mean over a reference set",
     "zeros": "the modality's features replaced by zeros",
 }
-TARGETS: dict[str, str] = {
-    "auto": "class logit when the checkpoint has a classifier, else anomaly when a reference is given, else cosine",
-    "logit": "logit of the predicted class (or `class:<name or index>` for a fixed class)",
-    "anomaly": "mean distance of the fused embedding to its nearest reference ('good') embeddings",
-    "cosine": "cosine similarity between a coalition's fused output and the full fused output",
+# The per-token maps an Explanation holds, by their one name each (JSON keys, figure choices).
+MAP_KINDS: dict[str, str] = {
+    "attention": "raw attention",
+    "value_norms": "value-weighted attention ‖α·v·W_o‖ (Kobayashi et al. 2020)",
+    "relevance": "gradient-weighted relevance (Chefer et al. 2021)",
 }
-CONTRIBUTION_METHODS: dict[str, str] = {
-    "shapley": "exact Shapley value over the 16 modality coalitions",
-    "leave_one_out": "v(all) − v(all without the modality)",
-    "attention": "share of the attention output norm ‖Σ α·V·W_o‖ (what raw attention suggests)",
-    "relevance": "share of gradient-weighted attention relevance mass",
-}
-N_MOD = len(MODALITIES)
-
-
-# --------------------------------------------------------------------------- attention
-
-@dataclass
-class Attended:
-    """One modality's cross-attention, per head, for a batch."""
-
-    weights: torch.Tensor      # (B, heads, T, S) attention probabilities; 0 at padding
-    value_norms: torch.Tensor  # (B, heads, T, S) ‖α · v_j W_o^h‖ (Kobayashi et al. 2020)
-    output: torch.Tensor       # (B, T, H) attention output without out_proj bias
-    block: torch.Tensor        # (B, T, H) norm(attention output + queries)
-
-
-def _queries(fusion: CrossAttentionFusionModule, batch: int) -> torch.Tensor:
-    return fusion.fusion_tokens.expand(batch, -1, -1)
-
-
-def absent_block(fusion: CrossAttentionFusionModule, m: str, batch: int) -> torch.Tensor:
-    """What a modality with no attention output contributes: norm(queries + out_proj.bias)."""
-    q = _queries(fusion, batch)
-    return fusion.norm(m)(q + fusion.cross_attn(m).out_proj.bias)
-
-
-def attend(fusion: CrossAttentionFusionModule, m: str, x: torch.Tensor,
-           valid: torch.Tensor | None = None, need_norms: bool = True,
-           weights_leaf: bool = False, consts: dict | None = None) -> Attended:
-    """Per-head cross-attention of the fusion tokens over modality `m`'s features x (B,S,D).
-
-    Same arithmetic as nn.MultiheadAttention in eval mode, but per head and with a fully
-    padded key set giving zero attention (not NaN). With `weights_leaf`, the attention
-    weights become a leaf that requires grad, so ∂target/∂A is available even when the
-    module's parameters are frozen (loaded models are), and nothing upstream is traced.
-    """
-    mha = fusion.cross_attn(m)
-    B, S, _ = x.shape
-    H = fusion.config.hidden_dim
-    h = mha.num_heads
-    d = H // h
-    q_in = _queries(fusion, B)
-    Wq, bq = mha.in_proj_weight[:H], mha.in_proj_bias[:H]
-    T = q_in.shape[1]
-    consts = constants(fusion) if consts is None else consts
-    q = _constant(consts, ("queries", m), lambda: F.linear(fusion.fusion_tokens, Wq, bq))
-    q = q.view(1, T, h, d).transpose(1, 2).expand(B, -1, -1, -1)  # (B,h,T,d)
-    # Keys and values in one GEMM, as nn.MultiheadAttention does when key is value; when
-    # the input is narrower than 2H, the modality projection is folded into it (fewer
-    # multiply-adds per position: D·2H instead of D·H + H·2H).
-    lin, W_kv, b_kv = linear_of(fusion.proj(m)), mha.in_proj_weight[H:], mha.in_proj_bias[H:]
-    if lin.in_features < 2 * H:
-        W_f, b_f = _constant(consts, ("kv folded", m), lambda: (W_kv @ lin.weight, W_kv @ lin.bias + b_kv))
-        kv = F.linear(x, W_f, b_f)
-    else:
-        kv = F.linear(lin(x), W_kv, b_kv)
-    kv = kv.view(B, S, 2, h, d)
-    k = kv[:, :, 0].transpose(1, 2)                               # (B,h,S,d)
-    v = kv[:, :, 1].transpose(1, 2)                               # (B,h,S,d)
-    scores = (q / math.sqrt(d)) @ k.transpose(-1, -2)             # (B,h,T,S)
-    if valid is None:
-        valid = torch.ones(B, S, dtype=torch.bool)
-    row_ok = valid.any(dim=1)
-    # Padding gets -inf only in rows that have some data: a fully padded row keeps finite
-    # scores (so softmax and its gradient stay finite) and is zeroed afterwards.
-    pad = (~valid & row_ok[:, None])[:, None, None, :]
-    weights = torch.softmax(scores.masked_fill(pad, float("-inf")), dim=-1)
-    weights = weights * row_ok[:, None, None, None].to(weights.dtype)
-    if weights_leaf:
-        weights = weights.detach().requires_grad_(True)
-    ctx = (weights @ v).transpose(1, 2).reshape(B, T, H)
-    output = F.linear(ctx, mha.out_proj.weight)
-    block = fusion.norm(m)(output + mha.out_proj.bias + q_in)
-    if need_norms:
-        Wo = mha.out_proj.weight.view(H, h, d).permute(1, 2, 0)      # (h, d, H): W_o^h transposed
-        gram = Wo @ Wo.transpose(1, 2)                                # (h, d, d)
-        sq = torch.einsum("bhsd,hde,bhse->bhs", v, gram, v).clamp_min(0)
-        value_norms = weights * sq.sqrt()[:, :, None, :]
-    else:
-        value_norms = torch.zeros(0)
-    return Attended(weights=weights, value_norms=value_norms, output=output, block=block)
-
-
-def aggregate(fusion: CrossAttentionFusionModule, blocks: torch.Tensor) -> torch.Tensor:
-    """(N, 4, T, H) → fused (N, H), skipping dropout (explanations are eval-mode)."""
-    return aggregate_preactivation(fusion, fusion.aggregation[0](blocks.flatten(1)))
-
-
-def aggregate_preactivation(fusion: CrossAttentionFusionModule, z: torch.Tensor) -> torch.Tensor:
-    """The aggregation MLP after its first Linear: (N, 2H) → fused (N, H), no dropout."""
-    agg = fusion.aggregation
-    return linear_of(fusion.output_proj)(agg[4](agg[2](agg[1](z))))
-
-
-# --------------------------------------------------------------------------- targets
-
-@dataclass
-class Target:
-    """A scalar per sample, computed from fused outputs (N, H)."""
-
-    name: str
-    kind: str                                    # logit | anomaly | cosine
-    fn: Any                                      # (fused (N,H), row index (N,)) -> (N,)
-    grad_fn: Any                                 # same, but with a non-degenerate gradient
-
-
-def _class_index(spec: str, class_names: list[str] | None, n_classes: int, source: str) -> int:
-    key = spec.split(":", 1)[1].strip()
-    if key.lstrip("-").isdigit():
-        idx = int(key)
-    elif class_names and key in class_names:
-        idx = class_names.index(key)
-    else:
-        raise InputError(source, f"unknown class {key!r}; classes: {', '.join(class_names or map(str, range(n_classes)))}")
-    if not 0 <= idx < n_classes:
-        raise InputError(source, f"class index {idx} out of range 0..{n_classes - 1}")
-    return idx
-
-
-def make_target(spec: str, fused_full: torch.Tensor, classifier: nn.Module | None,
-                class_names: list[str] | None, reference_embeddings: torch.Tensor | None,
-                source: str = "") -> Target:
-    spec = spec or "auto"
-    if spec == "auto":
-        spec = "logit" if classifier is not None else ("anomaly" if reference_embeddings is not None else "cosine")
-    if spec == "logit" or spec.startswith("class:"):
-        if classifier is None:
-            raise InputError(source, "target 'logit' needs a checkpoint with a classifier head; use 'cosine' or 'anomaly'")
-        with torch.no_grad():
-            logits = classifier(fused_full)
-        n = logits.shape[-1]
-        if spec.startswith("class:"):
-            cls = torch.full((fused_full.shape[0],), _class_index(spec, class_names, n, source), dtype=torch.long)
-            name = f"logit[{(class_names or [str(i) for i in range(n)])[int(cls[0])]}]"
-        else:
-            cls = logits.argmax(-1)
-            name = "logit[predicted class]"
-
-        def fn(f, rows):
-            return classifier(f).gather(1, cls[rows][:, None])[:, 0]
-        return Target(name=name, kind="logit", fn=fn, grad_fn=fn)
-    if spec == "anomaly":
-        if reference_embeddings is None or len(reference_embeddings) == 0:
-            raise InputError(source, "target 'anomaly' needs a reference set of good welds")
-        ref = reference_embeddings.detach()
-        k = min(5, ref.shape[0])
-
-        def fn(f, rows):
-            return torch.cdist(f, ref).topk(k, dim=1, largest=False).values.mean(1)
-        return Target(name="anomaly", kind="anomaly", fn=fn, grad_fn=fn)
-    if spec == "cosine":
-        full = fused_full.detach()
-        direction = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-        def fn(f, rows):
-            return F.cosine_similarity(f, full[rows], dim=-1)
-
-        def grad_fn(f, rows):
-            # cos(f, f) is constant in f; its projection on its own direction is not.
-            return (f * direction[rows]).sum(-1)
-        return Target(name="cosine", kind="cosine", fn=fn, grad_fn=grad_fn)
-    raise InputError(source, f"unknown target {spec!r}; choose from auto, logit, class:<name>, anomaly, cosine")
-
-
-# --------------------------------------------------------------------------- Shapley
-
-def coalition_masks() -> torch.Tensor:
-    """(16, 4) bool: coalition c contains modality i iff bit i of c is set."""
-    c = torch.arange(2 ** N_MOD)
-    return ((c[:, None] >> torch.arange(N_MOD)[None]) & 1).bool()
-
-
-def _shapley_terms(n: int = N_MOD) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per player i: coalitions without i, the same with i, and their Shapley weights."""
-    terms = []
-    for i in range(n):
-        without = np.array([c for c in range(2 ** n) if not c >> i & 1])
-        sizes = np.array([bin(c).count("1") for c in without])
-        w = np.array([math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in sizes])
-        terms.append((without, without | (1 << i), w))
-    return terms
-
-
-_SHAPLEY_TERMS = _shapley_terms()
-
-
-def shapley_from_values(values: np.ndarray) -> np.ndarray:
-    """Exact Shapley values (..., 4) from coalition values (..., 16) indexed by bitmask.
-
-    Marginal differences are taken pairwise, so a player that never changes a value
-    gets exactly 0.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    return np.stack([((v[..., w1] - v[..., w0]) * w).sum(-1) for w0, w1, w in _SHAPLEY_TERMS], -1)
-
-
 # --------------------------------------------------------------------------- result
 
 @dataclass
@@ -291,6 +93,16 @@ class Explanation:
 
     def top_modality(self, b: int, method: str = "shapley") -> str:
         return MODALITIES[int(np.argmax(self.contributions[method][b]))]
+
+    def token_map(self, b: int, modality: str, head: str | int = "mean", kind: str = "attention") -> np.ndarray:
+        """(T, S) float32 map of sample b for one modality: one of MAP_KINDS, head-averaged
+        ("mean") or one head. Relevance is already averaged over heads: `head` does not apply."""
+        if kind not in MAP_KINDS:
+            raise ValueError(f"unknown map {kind!r}; choose from {', '.join(MAP_KINDS)}")
+        if kind == "relevance":
+            return np.asarray(self.relevance[modality][b], dtype=np.float32)
+        a = np.asarray((self.attention if kind == "attention" else self.value_norms)[modality][b])
+        return np.asarray(a.mean(0) if head == "mean" else a[int(head)], dtype=np.float32)
 
     def contributions_frame(self) -> pd.DataFrame:
         rows = []
@@ -420,14 +232,12 @@ def fused_embeddings(model, batch: FeatureBatch) -> torch.Tensor:
     with torch.no_grad():
         if isinstance(fusion, DummyCrossAttentionFusion):
             return fusion.fuse_pooled(_dummy_pooled(fusion, batch)[0])
-        B = batch.batch_size
-        blocks = []
-        for m in MODALITIES:
-            if m in batch.features:
-                blocks.append(attend(fusion, m, batch.features[m], batch.mask(m), need_norms=False).block)
-            else:
-                blocks.append(absent_block(fusion, m, B))
-        return aggregate(fusion, torch.stack(blocks, 1))
+        return aggregate(fusion, present_blocks(fusion, batch, need_norms=False)[0])
+
+
+def present_blocks(fusion, batch: FeatureBatch, **attend_kw) -> tuple[torch.Tensor, dict[str, Attended]]:
+    """(B, 4, T, H) attended blocks of a batch, and each present modality's `Attended`."""
+    return attended_blocks(fusion, batch.features, {m: batch.mask(m) for m in batch.features}, **attend_kw)
 
 
 def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", target: str = "auto",
@@ -457,30 +267,10 @@ def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", ta
                               notes, relevance)
 
 
-# Input-independent blocks (the `zeros` baseline; the queries) per module, recomputed
-# when any parameter changes in place (tensor version counters). Weak keys: a model
-# that is dropped takes its entries with it. Nothing is ever written to the module.
-_CONSTANTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def constants(fusion: nn.Module) -> dict:
-    """This module's cache of input-independent tensors, emptied if any weight changed."""
-    entry = _CONSTANTS.get(fusion)
-    # Parameters are updated in place (optimizers, load_state_dict), which bumps their
-    # version counters; replacing a Parameter object outright is not tracked.
-    if entry is not None and tuple(p._version for p in entry["params"]) == entry["version"]:
-        return entry
-    params = list(fusion.parameters())
-    entry = {"params": params, "version": tuple(p._version for p in params)}
-    _CONSTANTS[fusion] = entry
-    return entry
 
 
-def _constant(consts: dict, key: tuple, make) -> torch.Tensor:
-    if key not in consts:
-        with torch.no_grad():
-            consts[key] = make()
-    return consts[key]
 
 
 def _baseline_block(fusion, m: str, baseline: str, B: int, ref_mean: dict, D: int) -> torch.Tensor:
@@ -488,10 +278,10 @@ def _baseline_block(fusion, m: str, baseline: str, B: int, ref_mean: dict, D: in
     if baseline == "drop-attention" or (baseline == "reference-mean" and m not in ref_mean):
         return absent_block(fusion, m, B)
     if baseline == "zeros":
-        one = _constant(consts, ("zeros", m),
-                        lambda: attend(fusion, m, torch.zeros(1, 1, D), need_norms=False, consts=consts).block)
+        one = cached(consts, ("zeros", m),
+                        lambda: attend(fusion, m, torch.zeros(1, 1, D), need_norms=False).block)
         return one.expand(B, -1, -1)
-    return attend(fusion, m, ref_mean[m].expand(1, 1, D), need_norms=False, consts=consts).block.expand(B, -1, -1)
+    return attend(fusion, m, ref_mean[m].expand(1, 1, D), need_norms=False).block.expand(B, -1, -1)
 
 
 def _absent_blocks(fusion, inputs: FeatureBatch, present: np.ndarray, present_blocks: torch.Tensor,
@@ -524,7 +314,7 @@ def coalition_values(fusion, present_blocks: torch.Tensor, absent_blocks: torch.
     lin0 = fusion.aggregation[0]
     X = torch.cat([present_blocks, absent_blocks]).permute(1, 2, 0, 3).reshape(M * T, 2 * B, H)
     # The weight regrouped per (modality, token), contiguous (a strided bmm is ~2× slower).
-    W = _constant(constants(fusion), ("W0 by block",),
+    W = cached(constants(fusion), ("W0 by block",),
                   lambda: lin0.weight.detach().view(-1, M * T, H).permute(1, 2, 0).contiguous())  # (4T,H,2H)
     parts = torch.bmm(X, W).view(M, T, 2 * B, -1).permute(2, 0, 1, 3)             # (2B,4,T,2H)
     part_p, part_a = parts[:B], parts[B:]
@@ -561,18 +351,41 @@ def modality_shapley(model, inputs: FeatureBatch, *, baseline: str = "drop-atten
         exp = explain(model, inputs, baseline=baseline, target=target, reference=reference)
         return exp.contributions["shapley"], exp.coalition_values
     check_batch(fusion, inputs)
-    B = inputs.batch_size
     ref_mean = reference_means(reference if reference is not None else inputs) if baseline == "reference-mean" else {}
     with torch.no_grad():
-        blocks = [attend(fusion, m, inputs.features[m], inputs.mask(m), need_norms=False).block
-                  if m in inputs.features else absent_block(fusion, m, B) for m in MODALITIES]
-        present_blocks = torch.stack(blocks, 1)
+        present, _ = present_blocks(fusion, inputs, need_norms=False)
         ref_emb = fused_embeddings(model, reference) if reference is not None else None
-        absent_blocks = _absent_blocks(fusion, inputs, inputs.present(), present_blocks, baseline, ref_mean)
+        absent = _absent_blocks(fusion, inputs, inputs.present(), present, baseline, ref_mean)
         values, _ = coalition_values(
-            fusion, present_blocks, absent_blocks,
+            fusion, present, absent,
             lambda fused: make_target(target, fused, classifier, class_names, ref_emb, inputs.source))
     return shapley_from_values(values), values
+
+
+def _relevance(tgt: Target, fused: torch.Tensor, att: dict[str, Attended]) -> dict[str, np.ndarray]:
+    """Chefer et al. 2021 per modality, (B, T, S): mean over heads of clamp(∂target/∂A ⊙ A, 0)."""
+    if not att:
+        return {}
+    names = list(att)
+    rows = torch.arange(fused.shape[0])
+    grads = torch.autograd.grad(tgt.grad_fn(fused, rows).sum(), [att[m].weights for m in names], allow_unused=True)
+    out = {}
+    for m, g in zip(names, grads):
+        a = att[m].weights.detach()
+        g = torch.zeros_like(a) if g is None else g
+        out[m] = (g * a).clamp_min(0).mean(1).numpy()
+    return out
+
+
+def _per_modality(att: dict[str, Attended], relevance: dict[str, np.ndarray], B: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 4) mean attention-output norm and (B, 4) relevance mass; zeros for absent modalities."""
+    attn_norm, rel_mass = np.zeros((B, N_MOD)), np.zeros((B, N_MOD))
+    for j, m in enumerate(MODALITIES):
+        if m in att:
+            attn_norm[:, j] = att[m].output.detach().norm(dim=-1).mean(-1).numpy()
+        if m in relevance:
+            rel_mass[:, j] = relevance[m].sum((1, 2))
+    return attn_norm, rel_mass
 
 
 def _explain_attention(fusion, classifier, class_names, inputs, baseline, target_spec, ref_mean, ref_emb,
@@ -580,58 +393,19 @@ def _explain_attention(fusion, classifier, class_names, inputs, baseline, target
     B = inputs.batch_size
     present = inputs.present()
     T = fusion.config.num_fusion_tokens
-
     # Present blocks, with graph (attention weights are the leaves of the relevance gradient).
-    att: dict[str, Attended] = {}
     with torch.enable_grad():
-        blocks = []
-        for m in MODALITIES:
-            if m in inputs.features:
-                att[m] = attend(fusion, m, inputs.features[m], inputs.mask(m), weights_leaf=want_relevance)
-                blocks.append(att[m].block)
-            else:
-                blocks.append(absent_block(fusion, m, B))
-        present_blocks = torch.stack(blocks, 1)                            # (B,4,T,H)
-        fused = aggregate(fusion, present_blocks)
+        blocks, att = present_blocks(fusion, inputs, weights_leaf=want_relevance)
+        fused = aggregate(fusion, blocks)
         tgt = make_target(target_spec, fused.detach(), classifier, class_names, ref_emb, inputs.source)
-        relevance: dict[str, np.ndarray] = {}
-        if want_relevance and att:
-            rows = torch.arange(B)
-            names = list(att)
-            grads = torch.autograd.grad(tgt.grad_fn(fused, rows).sum(), [att[m].weights for m in names],
-                                        allow_unused=True)
-            for m, g in zip(names, grads):
-                a = att[m].weights.detach()
-                g = torch.zeros_like(a) if g is None else g
-                relevance[m] = (g * a).clamp_min(0).mean(1).numpy()            # Chefer et al. 2021
-
+        relevance = _relevance(tgt, fused, att) if want_relevance else {}
     with torch.no_grad():
-        present_blocks = present_blocks.detach()
-        fused = fused.detach()
-        absent_blocks = _absent_blocks(fusion, inputs, present, present_blocks, baseline, ref_mean)
-        values, tok_values = coalition_values(fusion, present_blocks, absent_blocks, tgt, per_token=True)
-
-        phi = shapley_from_values(values)
-        token_phi = shapley_from_values(tok_values)
-        full = 2 ** N_MOD - 1
-        loo = np.stack([values[:, full] - values[:, full & ~(1 << j)] for j in range(N_MOD)], 1)
-        gap = phi.sum(1) - (values[:, full] - values[:, 0])
-
-        attn_norm = np.zeros((B, N_MOD))
-        for j, m in enumerate(MODALITIES):
-            if m in att:
-                attn_norm[:, j] = att[m].output.detach().norm(dim=-1).mean(-1).numpy()
-        rel_mass = np.zeros((B, N_MOD))
-        for j, m in enumerate(MODALITIES):
-            if m in relevance:
-                rel_mass[:, j] = relevance[m].sum((1, 2))
-
+        blocks, fused = blocks.detach(), fused.detach()
+        absent = _absent_blocks(fusion, inputs, present, blocks, baseline, ref_mean)
+        values, tok_values = coalition_values(fusion, blocks, absent, tgt, per_token=True)
+        attn_norm, rel_mass = _per_modality(att, relevance, B)
         logits = classifier(fused).numpy() if classifier is not None else None
-
-    def share(x):
-        s = x.sum(1, keepdims=True)
-        return np.divide(x, s, out=np.zeros_like(x), where=s > 0)
-
+    contrib = contributions(Evidence(values, attn_norm, rel_mass), has_attention=True)
     S_of = {m: inputs.features[m].shape[1] for m in inputs.features}
     return Explanation(
         ids=list(inputs.ids) or [f"sample {i}" for i in range(B)],
@@ -639,11 +413,10 @@ def _explain_attention(fusion, classifier, class_names, inputs, baseline, target
         attention={m: att[m].weights.detach().numpy() for m in att},
         value_norms={m: att[m].value_norms.detach().numpy() for m in att},
         relevance=relevance if want_relevance else {m: np.zeros((B, T, S_of[m]), np.float32) for m in att},
-        masks={m: inputs.mask(m).numpy() for m in att},
-        contributions={"shapley": phi, "leave_one_out": loo, "attention": share(attn_norm),
-                       "relevance": share(rel_mass)},
-        token_shapley=token_phi, coalition_values=values, efficiency_gap=gap,
-        target_values=values[:, full], fused=fused.numpy(), logits=logits, class_names=class_names,
+        masks={m: inputs.mask(m).numpy() for m in att}, contributions=contrib,
+        token_shapley=shapley_from_values(tok_values), coalition_values=values,
+        efficiency_gap=contrib["shapley"].sum(1) - (values[:, FULL] - values[:, 0]),
+        target_values=values[:, FULL], fused=fused.numpy(), logits=logits, class_names=class_names,
         positions=dict(inputs.positions), notes=notes,
     )
 
@@ -686,9 +459,7 @@ def _explain_dummy(fusion, classifier, class_names, inputs, baseline, target_spe
         values = tgt.fn(fusion.fuse_pooled(coal), torch.arange(B).repeat(2 ** N_MOD)).double().numpy()
         values = values.reshape(2 ** N_MOD, B).T
         logits = classifier(fused).numpy() if classifier is not None else None
-    phi = shapley_from_values(values)
-    full = 2 ** N_MOD - 1
-    loo = np.stack([values[:, full] - values[:, full & ~(1 << j)] for j in range(N_MOD)], 1)
+    contrib = contributions(Evidence(values, None, None), has_attention=False)
     if baseline == "drop-attention":
         notes.append("mean-pool model: 'drop-attention' means the modality's pooled features are zeroed")
     notes.append("this model has no attention (mean-pool fusion): there are no attention maps to show")
@@ -696,8 +467,7 @@ def _explain_dummy(fusion, classifier, class_names, inputs, baseline, target_spe
         ids=list(inputs.ids) or [f"sample {i}" for i in range(B)], target=tgt.name, target_kind=tgt.kind,
         baseline=baseline, has_attention=False, present=present, attention={}, value_norms={}, relevance={},
         masks={m: inputs.mask(m).numpy() for m in inputs.features},
-        contributions={"shapley": phi, "leave_one_out": loo},
-        token_shapley=np.zeros((B, 0, N_MOD)), coalition_values=values,
-        efficiency_gap=phi.sum(1) - (values[:, full] - values[:, 0]), target_values=values[:, full],
+        contributions=contrib, token_shapley=np.zeros((B, 0, N_MOD)), coalition_values=values,
+        efficiency_gap=contrib["shapley"].sum(1) - (values[:, FULL] - values[:, 0]), target_values=values[:, FULL],
         fused=fused.numpy(), logits=logits, class_names=class_names, positions=dict(inputs.positions), notes=notes,
     )

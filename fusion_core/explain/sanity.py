@@ -5,8 +5,7 @@
 - `randomized_copy` + `randomization_test`: the model-randomization sanity check of
   Adebayo et al. (2018). An explanation that barely changes when the weights are replaced
   by random ones does not explain the model.
-- `mass_in_windows`: how much of a map's mass falls inside known defect windows, against
-  the share those windows would get by chance (their share of the weld's duration).
+(How much of a map's mass falls inside known defect windows is `summaries.mass_in_windows`.)
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..vocab import MODALITIES
 from .compare import spearman
-from .explain import Explanation
-from .model import MODALITIES
+from .engine import Explanation
 
 
 def modality_scores(exp: Explanation, b: int) -> dict[str, np.ndarray]:
@@ -33,7 +32,7 @@ def modality_scores(exp: Explanation, b: int) -> dict[str, np.ndarray]:
         for j, m in enumerate(MODALITIES):
             if m in exp.value_norms:
                 vn[j] = exp.value_norms[m][b].sum(-1).mean()
-        out["value_weighted"] = vn / vn.sum() if vn.sum() > 0 else vn
+        out["value_norms"] = vn / vn.sum() if vn.sum() > 0 else vn
     return out
 
 
@@ -95,21 +94,3 @@ def randomization_test(exp_real: Explanation, exp_random: Explanation, b: int = 
     return RandomizationResult(similarity=sim, contributions=pd.DataFrame(crow))
 
 
-def mass_in_windows(weights: np.ndarray, positions: pd.DataFrame, windows: list, duration: float) -> tuple[float, float]:
-    """(mass share of `weights` (…, S) on tokens overlapping the windows, chance share).
-
-    A token counts by the fraction of its [t0, t1] span that lies inside any window; the
-    chance share is the windows' fraction of the weld's duration.
-    """
-    w = np.asarray(weights, dtype=np.float64).reshape(-1, len(positions)).sum(0)
-    t0, t1 = positions["t0"].to_numpy(float), positions["t1"].to_numpy(float)
-    span = np.clip(t1 - t0, 1e-12, None)
-    inside = np.zeros(len(positions))
-    covered = 0.0
-    for a, z in windows:
-        inside += np.clip(np.minimum(t1, z) - np.maximum(t0, a), 0, None) / span
-        covered += max(0.0, min(z, duration) - max(a, 0.0))
-    inside = np.clip(inside, 0, 1)
-    total = w.sum()
-    share = float((w * inside).sum() / total) if total > 0 else float("nan")
-    return share, (covered / duration if duration > 0 else float("nan"))

@@ -9,14 +9,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .synth import generate_dataset
+from .train import make_demo_checkpoints
+
 SAMPLE_SEED = 2026
 SAMPLE_COUNT = 14          # two of each of the 7 synthetic classes
 
 
 def make_sample_data(out: Path, *, count: int = SAMPLE_COUNT, seed: int = SAMPLE_SEED, log=print) -> None:
     """Regenerate `out/` (welds) and `out/checkpoints/` (demo-early, demo-best)."""
-    from .synth import generate_dataset
-    from .train import make_demo_checkpoints
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():

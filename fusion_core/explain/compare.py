@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .explain import Explanation
-from .model import MODALITIES
+from ..errors import InputError
+from ..vocab import MODALITIES
+from .engine import Explanation
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -95,7 +96,7 @@ class Comparison:
 def compare(a: Explanation, b: Explanation) -> Comparison:
     """Compare explanations of the same inputs by two models."""
     if a.batch_size != b.batch_size:
-        raise ValueError(f"explanations cover {a.batch_size} and {b.batch_size} samples; compare needs the same inputs")
+        raise InputError("compare", f"explanations cover {a.batch_size} and {b.batch_size} samples; compare needs the same inputs")
     B = a.batch_size
     T = min(a.token_shapley.shape[1], b.token_shapley.shape[1])
     js = np.full((B, max(T, 1), len(MODALITIES)), np.nan)

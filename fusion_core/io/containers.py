@@ -1,0 +1,418 @@
+"""Read welds in the dataset's layout into `Weld`s: folders, folders of folders, zips, uploads.
+
+A weld is a folder `<part_no>/` holding `<part_no>.avi`, `<part_no>.flac` (or `.wav`),
+`<part_no>.csv`, `images/*.jpg` and optionally `truth.json` (see DESIGN.md). Every reader
+goes through the same two steps:
+
+1. *find*: list the files of a container (folder, zip, upload) without reading them, drop
+   junk (`.DS_Store`, `__MACOSX/`, hidden files), and group what is left into welds;
+2. *read*: per weld, read the chosen files' bytes (bounded) and decode them from memory
+   (PyAV, soundfile, Pillow, pandas all read from `BytesIO`), so nothing is extracted to
+   disk and a zip is never unpacked.
+
+The weld-folder rules (what makes a weld, which file is used, the digest) are `layout`'s;
+the decoders are `decode`'s. Here:
+
+- Zips are read in memory. Refused: entries with absolute paths, `..`, or link bits; more
+  than `Limits.max_entries` entries; more than `Limits.max_total_bytes` uncompressed (declared
+  or actually read); an entry that expands more than `Limits.max_ratio` times; encrypted
+  entries; duplicate names; and zips inside the zip (unzip them first) — each as an
+  `InputError` naming the zip entry and the problem.
+- Any problem with a file is an `InputError(file, problem)`; a call either returns every
+  weld it was asked for or raises: nothing half-loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Iterator, Mapping
+
+from ..errors import InputError
+from .decode import decode_audio, decode_image, decode_video, read_sensor_csv, read_truth
+from .layout import choose, few, folder_rels, group, is_junk, kind_of, natural, weld_digest, weld_id_of
+from .limits import DEFAULT_LIMITS, Limits
+from .weld import Weld
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class _File:
+    """One file of a container, not read yet."""
+
+    rel: str                       # posix path relative to the container root
+    source: str                    # what error messages call it
+    read: Callable[[], bytes]      # reads it, enforcing limits
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_weld(path: str | os.PathLike, *, max_frames: int = 48, max_side: int = 160,
+              image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS) -> Weld:
+    """One weld from a weld folder (or a zip holding exactly one weld)."""
+    welds = load_welds(path, max_frames=max_frames, max_side=max_side,
+                       image_max_side=image_max_side, limits=limits)
+    if len(welds) != 1:
+        raise InputError(path, f"holds {len(welds)} welds ({few(w.weld_id for w in welds)}); "
+                               "expected one weld folder (use load_welds for many)")
+    return welds[0]
+
+
+def load_welds(path: str | os.PathLike, *, max_frames: int = 48, max_side: int = 160,
+               image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS) -> list[Weld]:
+    """All welds in a weld folder, a folder of weld folders, or a .zip; sorted by weld id."""
+    return list(iter_welds(path, max_frames=max_frames, max_side=max_side,
+                           image_max_side=image_max_side, limits=limits))
+
+
+def iter_welds(path: str | os.PathLike, *, max_frames: int = 48, max_side: int = 160,
+               image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS) -> Iterator[Weld]:
+    """Like `load_welds`, but decodes one weld at a time (for folders of thousands of welds).
+
+    The layout is checked before the first weld is decoded, so a bad zip fails up front.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "no such file or folder")
+    opts = dict(max_frames=max_frames, max_side=max_side, image_max_side=image_max_side,
+                limits=limits)
+    if p.is_dir():
+        files = _folder_files(p, limits)
+        yield from _read_welds(files, default_id=p.resolve().name, container=str(p),
+                               per_weld_budget=True, **opts)
+    elif p.suffix.lower() == ".zip":
+        try:
+            fh = open(p, "rb")
+        except OSError as e:
+            raise InputError(path, f"cannot open: {e.strerror or e}") from None
+        with fh:
+            yield from _zip_welds(fh, str(p), p.stem, **opts)
+    else:
+        raise InputError(path, "expected a weld folder, a folder of weld folders or a .zip")
+
+
+def load_welds_from_zip_bytes(data: bytes, name: str = "upload.zip", *, max_frames: int = 48,
+                              max_side: int = 160, image_max_side: int = 400,
+                              limits: Limits = DEFAULT_LIMITS) -> list[Weld]:
+    """Welds from the bytes of an uploaded zip (one weld or many, with or without a top folder)."""
+    return list(_zip_welds(io.BytesIO(data), name, PurePosixPath(name).stem,
+                           max_frames=max_frames, max_side=max_side,
+                           image_max_side=image_max_side, limits=limits))
+
+
+def load_weld_from_files(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+                         weld_id: str | None = None, *, max_frames: int = 48, max_side: int = 160,
+                         image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS) -> Weld:
+    """One weld from files given one by one, as an upload gives them: {name: bytes}.
+
+    The extension decides the kind (video, .flac/.wav, .csv, .jpg/.jpeg/.png photos,
+    `truth.json`); any other file is refused, since the user picked it on purpose.
+    """
+    items = list(files.items()) if isinstance(files, Mapping) else list(files)
+    if not items:
+        raise InputError("upload", "no files given")
+    seen: set[str] = set()
+    entries: list[_File] = []
+    for name, data in items:
+        base = PurePosixPath(str(name).replace("\\", "/")).name
+        if not base:
+            raise InputError(str(name), "not a file name")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InputError(base, f"expected bytes, got {type(data).__name__}")
+        kind = kind_of(base)
+        if base.lower().endswith(".zip"):
+            raise InputError(base, "a zip among single files; upload the zip on its own")
+        if kind is None:
+            raise InputError(base, "unrecognised file type; expected .avi, .flac/.wav, .csv, "
+                                   ".jpg/.jpeg/.png or truth.json")
+        if base.lower() in seen:
+            raise InputError(base, "given twice")
+        seen.add(base.lower())
+        blob = bytes(data)
+        rel = f"images/{base}" if kind == "image" else base
+        entries.append(_File(rel, base, lambda blob=blob: blob))
+    total = sum(len(d) for _, d in items)
+    if total > limits.max_total_bytes:
+        raise InputError("upload", f"{total} bytes in all, more than the "
+                                   f"{limits.max_total_bytes}-byte limit")
+    groups = group(entries)
+    if not groups:
+        raise InputError("upload", "no weld files among " + few(n for n, _ in items))
+    return _read_one("", groups[""], default_id=weld_id or "upload", forced_id=weld_id,
+                     container="upload", max_frames=max_frames, max_side=max_side,
+                     image_max_side=image_max_side, limits=limits)
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+
+
+
+
+
+
+
+
+
+
+def _folder_files(root: Path, limits: Limits) -> list[_File]:
+    return [_File(rel, str(root / rel), _disk_reader(root / rel)) for rel in folder_rels(root, limits)]
+
+
+def _disk_reader(full: Path) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return full.read_bytes()
+        except OSError as e:
+            raise InputError(full, f"cannot read: {e.strerror or e}") from None
+    return read
+
+
+# --------------------------------------------------------------------------- zips
+
+
+def _zip_welds(fileobj, zip_name: str, default_id: str, *, max_frames: int, max_side: int,
+               image_max_side: int, limits: Limits) -> Iterator[Weld]:
+    try:
+        zf = zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise InputError(zip_name, f"not a readable zip archive ({e})") from None
+    with zf:
+        files = _zip_files(zf, zip_name, limits)
+        # A zip is read whole before anything is returned: all or nothing.
+        welds = list(_read_welds(files, default_id=default_id, container=zip_name,
+                                 per_weld_budget=False, max_frames=max_frames, max_side=max_side,
+                                 image_max_side=image_max_side, limits=limits))
+    yield from welds
+
+
+
+
+def zip_entry_rel(info: zipfile.ZipInfo, zip_name: str) -> str | None:
+    """The entry's path relative to the zip root, None for folders; InputError for an entry that
+    could escape its folder or mislead (NUL, absolute path, `..`, symbolic link)."""
+    where = f"{zip_name}/{info.filename}"
+    name = info.filename.replace("\\", "/")
+    if "\x00" in name:
+        raise InputError(where, "entry name contains a NUL character")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or _DRIVE.match(name):
+        raise InputError(where, "entry has an absolute path (it would escape its folder)")
+    if ".." in parts:
+        raise InputError(where, "entry path contains '..' (it would escape its folder)")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise InputError(where, "entry is a symbolic link; links are not accepted")
+    if info.is_dir() or not parts:
+        return None
+    return "/".join(parts)
+
+
+def _zip_files(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> list[_File]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise InputError(zip_name, f"{len(infos)} entries, more than the limit of {limits.max_entries}")
+    declared = 0
+    names: set[str] = set()
+    files: list[_File] = []
+    budget = {"left": limits.max_total_bytes}
+    for info in infos:
+        where = f"{zip_name}/{info.filename}"
+        rel = zip_entry_rel(info, zip_name)
+        if rel is None:
+            continue
+        if rel in names:
+            raise InputError(where, "duplicate entry name in the zip")
+        names.add(rel)
+        if is_junk(rel):
+            continue
+        if rel.lower().endswith(".zip"):
+            raise InputError(where, "nested zip archive; unzip it first or upload it separately")
+        if info.flag_bits & 0x1:
+            raise InputError(where, "entry is encrypted")
+        declared += info.file_size
+        if declared > limits.max_total_bytes:
+            raise InputError(zip_name, f"uncompressed size is more than the limit of "
+                                       f"{limits.max_total_bytes} bytes")
+        if info.file_size > 1024 ** 2 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            ratio = info.file_size / max(info.compress_size, 1)
+            raise InputError(where, f"compression ratio {ratio:.0f}:1 is above the limit of "
+                                    f"{limits.max_ratio:.0f}:1 (zip bomb?)")
+        files.append(_File(rel, where, _zip_reader(zf, info, where, budget, limits)))
+    return files
+
+
+def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: dict,
+                limits: Limits) -> Callable[[], bytes]:
+    def read() -> bytes:
+        # Count the bytes actually inflated: declared sizes can lie.
+        cap = min(info.file_size, budget["left"])
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            with zf.open(info) as fh:
+                while True:
+                    chunk = fh.read(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if got > cap:
+                        if got > budget["left"]:
+                            raise InputError(where, "uncompressed data exceeds the limit of "
+                                                    f"{limits.max_total_bytes} bytes")
+                        raise InputError(where, "inflates to more bytes than its declared size")
+                    if got > 1024 ** 2 and got > limits.max_ratio * max(info.compress_size, 1):
+                        raise InputError(where, "compression ratio is above the limit of "
+                                                f"{limits.max_ratio:.0f}:1 (zip bomb?)")
+                    chunks.append(chunk)
+        except InputError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
+                NotImplementedError, RuntimeError) as e:
+            raise InputError(where, f"corrupt zip entry ({e})") from None
+        if got != info.file_size:
+            raise InputError(where, f"corrupt zip entry ({got} bytes, {info.file_size} declared)")
+        budget["left"] -= got
+        return b"".join(chunks)
+    return read
+
+
+# --------------------------------------------------------------------------- welds
+
+
+def _read_welds(files: list[_File], *, default_id: str, container: str, per_weld_budget: bool,
+                max_frames: int, max_side: int, image_max_side: int,
+                limits: Limits) -> Iterator[Weld]:
+    groups = group(files)
+    if not groups:
+        zips = sum(1 for f in files if f.rel.lower().endswith(".zip") and not is_junk(f.rel))
+        raise InputError(container, "no weld found: expected a folder with <part_no>.avi, "
+                                    "<part_no>.flac or .wav, <part_no>.csv or images/*.jpg"
+                         + (f" ({zips} .zip file(s) here are not opened: load each zip itself)"
+                            if zips else ""))
+    plan = []
+    for d, fs in groups.items():
+        wid = weld_id_of(d, fs, default_id)
+        plan.append((wid, d, fs))
+    plan.sort(key=lambda x: (natural(x[0]), x[1]))
+    for wid, d, fs in plan:
+        # Choosing files needs no reading: resolve ambiguity for all welds first.
+        _chosen(d, fs, wid, container, limits)
+    for wid, d, fs in plan:
+        yield _read_one(d, fs, default_id=wid, forced_id=wid, container=container,
+                        max_frames=max_frames, max_side=max_side,
+                        image_max_side=image_max_side, limits=limits,
+                        per_weld_budget=per_weld_budget)
+
+
+
+
+
+
+
+
+
+
+def _chosen(d: str, files: list[_File], weld_id: str, container: str,
+            limits: Limits) -> list[tuple[str, _File]]:
+    """(digest name, file) of what `layout.choose` picks; InputError naming the weld if it can't."""
+    by_rel = {f.rel: f for f in files}
+    picked, problem = choose(list(by_rel), weld_id, limits)
+    if problem:
+        raise InputError(_join(container, d), problem)
+    return [(name, by_rel[rel]) for name, rel in picked]
+
+
+def _read_blobs(picked: list[tuple[str, _File]], where: str, limits: Limits,
+                per_weld_budget: bool) -> dict[str, bytes]:
+    blobs: dict[str, bytes] = {}
+    total = 0
+    for name, f in picked:
+        data = f.read()
+        total += len(data)
+        if per_weld_budget and total > limits.max_total_bytes:
+            raise InputError(where, f"weld files add up to more than {limits.max_total_bytes} bytes")
+        blobs[name] = data
+    return blobs
+
+
+def decode_weld(weld_id: str, where: str, files: list[tuple[str, str, bytes]], *, max_frames: int = 48,
+                max_side: int = 160, image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS) -> Weld:
+    """A `Weld` from its chosen files' bytes: (digest name, source for messages, bytes) each,
+    in `layout.choose` order. The digest is `layout.weld_digest` of the same bytes."""
+    weld = Weld(weld_id=weld_id, source=where, digest=weld_digest({n: b for n, _, b in files}))
+    # truth.json last: a broken media file is the error to report first
+    for name, source, data in sorted(files, key=lambda f: kind_of(PurePosixPath(f[0]).name) == "truth"):
+        kind = kind_of(PurePosixPath(name).name)
+        if kind == "video":
+            weld.video, weld.video_times, weld.video_fps = decode_video(
+                data, source, max_frames=max_frames, max_side=max_side, limits=limits)
+        elif kind == "audio":
+            weld.audio = decode_audio(data, source, limits=limits)
+        elif kind == "sensor":
+            weld.sensor = read_sensor_csv(data, source, max_rows=limits.max_rows)
+        elif kind == "truth":
+            weld.truth = read_truth(data, source)
+        elif kind == "image":
+            arr, size = decode_image(data, source, max_side=image_max_side, limits=limits)
+            weld.images.append(arr)
+            weld.image_names.append(PurePosixPath(name).name)
+            weld.image_sizes.append(size)
+    return weld
+
+
+def _read_one(d: str, files: list[_File], *, default_id: str, forced_id: str | None,
+              container: str, max_frames: int, max_side: int, image_max_side: int,
+              limits: Limits, per_weld_budget: bool = True) -> Weld:
+    weld_id = forced_id or weld_id_of(d, files, default_id)
+    picked = _chosen(d, files, weld_id, container, limits)
+    where = _join(container, d)
+    blobs = _read_blobs(picked, where, limits, per_weld_budget)
+    return decode_weld(weld_id, where, [(name, f.source, blobs[name]) for name, f in picked],
+                       max_frames=max_frames, max_side=max_side, image_max_side=image_max_side, limits=limits)
+
+
+def _join(container: str, d: str) -> str:
+    return f"{container}/{d}" if d else container
+
+
+
+
+
+
+# --------------------------------------------------------------------------- decoders
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
