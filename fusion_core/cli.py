@@ -14,18 +14,21 @@ import traceback
 from pathlib import Path
 
 from .batch.engines import add_batch_parser
-from .errors import InputError
+from .errors import InputError, printable
 from .explain.compare import compare
 from .explain.engine import BASELINES, explain
 from .explain.welds import explain_welds
 from .io.containers import load_welds
 from .io.features import load_features
-from .models.checkpoint import load_checkpoint
+from .models.checkpoint import LoadedCheckpoint, load_checkpoint
 from .training.sampledata import make_sample_data
 from .training.synth import cli_synth
 from .training.train import cli_train
 
 EXIT_INPUT = 2
+HEADS_HELP = ("fusion head count; wins over every other source (checkpoint metadata, sidecar JSON, --config, "
+              "published configurations), which are used when it is not given")
+CONFIG_HELP = "config file stating the fusion head count: JSON, or a Python config such as configs/model_config.py"
 
 
 def _positive_int(text: str) -> int:
@@ -41,8 +44,19 @@ def _positive_int(text: str) -> int:
 def _checkpoint_json(ck) -> dict:
     i = ck.info
     return {"path": i.path, "sha256": i.sha256, "architecture": i.architecture, "layout": i.layout,
-            "dims": i.dims, "heads": i.heads, "heads_source": i.heads_source, "parameters": i.parameters,
-            "epoch": i.epoch, "metric": i.metric, "classes": i.classes}
+            "dims": i.dims, "heads": i.heads, "heads_source": i.heads_source, "heads_assumed": i.heads_assumed,
+            "parameters": i.parameters, "epoch": i.epoch, "metric": i.metric, "classes": i.classes,
+            "output": i.output}
+
+
+def _load(args, path) -> "LoadedCheckpoint":
+    """The checkpoint, with the one-line warning when its head count had to be assumed."""
+    ck = load_checkpoint(path, heads=args.heads, config=getattr(args, "config", None))
+    if ck.info.heads_assumed:
+        print(f"warning: {printable(path)}: fusion head count assumed to be {ck.info.heads} (not in the checkpoint, "
+              "no sidecar JSON, no published configuration matches); pass --heads N or --config FILE",
+              file=sys.stderr)
+    return ck
 
 
 def _write_json(path: str, obj: dict) -> None:
@@ -63,7 +77,7 @@ def _explain_payload(ckpt, args, reference):
         exp = explain(ckpt, fb, baseline=args.baseline, target=args.target, reference=reference)
         welds = None
     else:
-        welds = load_welds(args.sample)
+        welds = load_welds(args.samples)
         ref_welds = load_welds(args.reference) if args.reference else None
         exp = explain_welds(ckpt, welds, baseline=args.baseline, target=args.target, reference=ref_welds)
     payload = exp.to_json_dict()
@@ -78,7 +92,7 @@ def _explain_payload(ckpt, args, reference):
 
 
 def cmd_info(args) -> int:
-    ck = load_checkpoint(args.checkpoint, heads=args.heads)
+    ck = _load(args, args.checkpoint)
     if args.json:
         print(json.dumps(ck.info.to_dict(), indent=2))
     else:
@@ -87,15 +101,15 @@ def cmd_info(args) -> int:
 
 
 def _reference_features(args, ckpt):
-    if not getattr(args, "reference", None) or args.sample:
+    if not getattr(args, "reference", None) or args.samples:
         return None
     return load_features(args.reference)
 
 
 def cmd_explain(args) -> int:
-    ck = load_checkpoint(args.checkpoint, heads=args.heads)
+    ck = _load(args, args.checkpoint)
     exp, payload = _explain_payload(ck, args, _reference_features(args, ck))
-    payload = {"checkpoint": _checkpoint_json(ck), **payload, "notes": exp.notes}
+    payload = {"checkpoint": _checkpoint_json(ck), **payload, "notes": list(dict.fromkeys(ck.info.notes + exp.notes))}
     _write_json(args.out, payload)
     gaps = [abs(r["efficiency_gap"]) for r in payload["results"]]
     print(f"explained {len(payload['results'])} sample(s) with target {exp.target}, baseline {exp.baseline}; "
@@ -106,7 +120,7 @@ def cmd_explain(args) -> int:
 def cmd_compare(args) -> int:
     if len(args.checkpoint) != 2:
         raise InputError("", f"compare needs exactly two --checkpoint, got {len(args.checkpoint)}")
-    cks = [load_checkpoint(p, heads=args.heads) for p in args.checkpoint]
+    cks = [_load(args, p) for p in args.checkpoint]
     exps = []
     for ck in cks:
         exp, _ = _explain_payload(ck, args, _reference_features(args, ck))
@@ -142,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="what the loader finds in a checkpoint")
     s.add_argument("checkpoint")
-    s.add_argument("--heads", type=_positive_int, help="head count when the checkpoint does not say")
+    s.add_argument("--heads", type=_positive_int, help=HEADS_HELP)
+    s.add_argument("--config", help=CONFIG_HELP)
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(func=cmd_info)
 
@@ -152,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--checkpoint", required=True, action="append" if name == "compare" else "store")
         src = s.add_mutually_exclusive_group(required=True)
         src.add_argument("--features", help=".npz/.safetensors/.pt with video/image/audio/sensor arrays")
-        src.add_argument("--sample", help="weld folder, folder of welds, or .zip")
-        s.add_argument("--heads", type=_positive_int)
+        src.add_argument("--samples", "--sample", dest="samples", help="weld folder, folder of welds, or .zip "
+                         "(--sample is the old spelling, still accepted)")
+        s.add_argument("--heads", type=_positive_int, help=HEADS_HELP)
+        s.add_argument("--config", help=CONFIG_HELP)
         s.add_argument("--baseline", default="drop-attention", choices=list(BASELINES))
         s.add_argument("--target", default="auto", help="auto | logit | class:<name> | anomaly | cosine")
         s.add_argument("--reference", help="reference set (good samples): feature file, or welds with --sample")

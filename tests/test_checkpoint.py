@@ -82,18 +82,22 @@ def test_head_count_sources(tmp_path):
     sd = random_module(cfg, 2).state_dict()
     p = tmp_path / "bare.pt"
     torch.save(sd, p)
-    assert load_checkpoint(p).info.heads_source.startswith("seed default")
-    assert load_checkpoint(p).info.heads == 8
-    assert load_checkpoint(p, heads=2).info.heads == 2
-    bad = tmp_path / "odd.pt"
-    cfg3 = small_config(2, num_heads=3, hidden_dim=9)
-    torch.save(random_module(cfg3, 2).state_dict(), bad)
-    with pytest.raises(InputError, match="not divisible by 8 heads"):
-        load_checkpoint(bad)
+    i = load_checkpoint(p).info
+    assert (i.heads, i.heads_assumed) == (8, True) and i.heads_source.startswith("assumed: 8 (the seed's default")
+    assert load_checkpoint(p, heads=2).info.heads == 2 and not load_checkpoint(p, heads=2).info.heads_assumed
+    odd = tmp_path / "odd.pt"        # hidden 9: the seed's 8 does not divide it; 3 is assumed, and said
+    torch.save(random_module(small_config(2, num_heads=3, hidden_dim=9), 2).state_dict(), odd)
+    i = load_checkpoint(odd).info
+    assert (i.heads, i.heads_assumed) == (3, True) and "does not divide 9" in i.heads_source
+    with pytest.raises(InputError, match="not divisible by 2 heads"):
+        load_checkpoint(odd, heads=2)
     meta = tmp_path / "meta.safetensors"
     save_checkpoint(meta, {f"fusion.{k}": v for k, v in sd.items()}, {"fusion_config": cfg.to_dict()})
-    assert load_checkpoint(meta, heads=4).info.heads == 2
-    assert "ignored" in load_checkpoint(meta, heads=4).info.notes[0]
+    assert load_checkpoint(meta).info.heads_source == "checkpoint (fusion_config.num_heads)"
+    # The caller wins, and the disagreement is kept as a note.
+    ck = load_checkpoint(meta, heads=4)
+    assert ck.info.heads == 4 and ck.info.notes == ["caller (--heads) gives 4 heads, but checkpoint "
+                                                    "(fusion_config.num_heads) says 2"]
 
 
 class RunsCode:

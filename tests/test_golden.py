@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
 
 CASES = {
-    "explain_demo_best": ["--checkpoint", "sample_data/checkpoints/demo-best.safetensors", "--sample", "sample_data"],
+    "explain_demo_best": ["--checkpoint", "sample_data/checkpoints/demo-best.safetensors", "--samples", "sample_data"],
     "explain_demo_early_refmean_cosine": ["--checkpoint", "sample_data/checkpoints/demo-early.safetensors",
-                                          "--sample", "sample_data", "--baseline", "reference-mean",
+                                          "--samples", "sample_data", "--baseline", "reference-mean",
                                           "--target", "cosine"],
     "explain_dummy_seed_auto": ["--checkpoint", "tests/golden/dummy_seed.safetensors",
                                 "--features", "tests/golden/features.npz"],

@@ -181,9 +181,22 @@ class Explanation:
 
 # --------------------------------------------------------------------------- engine
 
-def _unwrap(model) -> tuple[nn.Module, nn.Module | None, list[str] | None]:
-    fusion = getattr(model, "fusion", model)
-    return fusion, getattr(model, "classifier", None), getattr(model, "class_names", None)
+@dataclass(frozen=True)
+class _Parts:
+    """What explaining needs of a model: a LoadedCheckpoint's parts, or a bare fusion module."""
+
+    fusion: nn.Module
+    classifier: nn.Module | None
+    class_names: list[str] | None
+    embed: nn.Module | None            # the output head after the fusion (upstream's feature_norm + L2)
+
+    def target(self, spec: str, fused: torch.Tensor, ref_emb: torch.Tensor | None, source: str) -> Target:
+        return make_target(spec, fused, self.classifier, self.class_names, ref_emb, source, embed=self.embed)
+
+
+def _unwrap(model) -> _Parts:
+    return _Parts(getattr(model, "fusion", model), getattr(model, "classifier", None),
+                  getattr(model, "class_names", None), getattr(model, "embedding", None))
 
 
 def check_batch(fusion: nn.Module, batch: FeatureBatch) -> None:
@@ -228,7 +241,7 @@ def reference_means(batch: FeatureBatch) -> dict[str, torch.Tensor]:
 
 def fused_embeddings(model, batch: FeatureBatch) -> torch.Tensor:
     """Fused outputs (B, H) for a batch, eval-mode arithmetic, no gradient."""
-    fusion, _, _ = _unwrap(model)
+    fusion = _unwrap(model).fusion
     with torch.no_grad():
         if isinstance(fusion, DummyCrossAttentionFusion):
             return fusion.fuse_pooled(_dummy_pooled(fusion, batch)[0])
@@ -246,7 +259,8 @@ def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", ta
     fusion module. `reference` is a set of good samples: it defines `reference-mean` and the
     `anomaly` target (without one, `reference-mean` uses the batch itself, and says so).
     """
-    fusion, classifier, class_names = _unwrap(model)
+    parts = _unwrap(model)
+    fusion = parts.fusion
     src = inputs.source or "features"
     if baseline not in BASELINES:
         raise InputError(src, f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
@@ -254,6 +268,9 @@ def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", ta
     if reference is not None:
         check_batch(fusion, reference)
     notes: list[str] = []
+    if parts.embed is not None:
+        notes.append("the model's output is l2_normalize(feature_norm(fused)), its embedding: the cosine and "
+                     "anomaly targets are taken on it")
     ref_emb = fused_embeddings(model, reference) if reference is not None else None
     if baseline == "reference-mean":
         if reference is None:
@@ -262,9 +279,8 @@ def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", ta
     else:
         ref_mean = {}
     if isinstance(fusion, DummyCrossAttentionFusion):
-        return _explain_dummy(fusion, classifier, class_names, inputs, baseline, target, ref_mean, ref_emb, notes)
-    return _explain_attention(fusion, classifier, class_names, inputs, baseline, target, ref_mean, ref_emb,
-                              notes, relevance)
+        return _explain_dummy(parts, inputs, baseline, target, ref_mean, ref_emb, notes)
+    return _explain_attention(parts, inputs, baseline, target, ref_mean, ref_emb, notes, relevance)
 
 
 
@@ -346,7 +362,8 @@ def modality_shapley(model, inputs: FeatureBatch, *, baseline: str = "drop-atten
     Same numbers as `explain(...).contributions["shapley"]`, without attention maps,
     norms or gradients: the cheapest way to the values (what the benchmark times).
     """
-    fusion, classifier, class_names = _unwrap(model)
+    parts = _unwrap(model)
+    fusion = parts.fusion
     if isinstance(fusion, DummyCrossAttentionFusion):
         exp = explain(model, inputs, baseline=baseline, target=target, reference=reference)
         return exp.contributions["shapley"], exp.coalition_values
@@ -358,7 +375,7 @@ def modality_shapley(model, inputs: FeatureBatch, *, baseline: str = "drop-atten
         absent = _absent_blocks(fusion, inputs, inputs.present(), present, baseline, ref_mean)
         values, _ = coalition_values(
             fusion, present, absent,
-            lambda fused: make_target(target, fused, classifier, class_names, ref_emb, inputs.source))
+            lambda fused: parts.target(target, fused, ref_emb, inputs.source))
     return shapley_from_values(values), values
 
 
@@ -388,8 +405,9 @@ def _per_modality(att: dict[str, Attended], relevance: dict[str, np.ndarray], B:
     return attn_norm, rel_mass
 
 
-def _explain_attention(fusion, classifier, class_names, inputs, baseline, target_spec, ref_mean, ref_emb,
+def _explain_attention(parts: _Parts, inputs, baseline, target_spec, ref_mean, ref_emb,
                        notes, want_relevance) -> Explanation:
+    fusion = parts.fusion
     B = inputs.batch_size
     present = inputs.present()
     T = fusion.config.num_fusion_tokens
@@ -397,14 +415,14 @@ def _explain_attention(fusion, classifier, class_names, inputs, baseline, target
     with torch.enable_grad():
         blocks, att = present_blocks(fusion, inputs, weights_leaf=want_relevance)
         fused = aggregate(fusion, blocks)
-        tgt = make_target(target_spec, fused.detach(), classifier, class_names, ref_emb, inputs.source)
+        tgt = parts.target(target_spec, fused.detach(), ref_emb, inputs.source)
         relevance = _relevance(tgt, fused, att) if want_relevance else {}
     with torch.no_grad():
         blocks, fused = blocks.detach(), fused.detach()
         absent = _absent_blocks(fusion, inputs, present, blocks, baseline, ref_mean)
         values, tok_values = coalition_values(fusion, blocks, absent, tgt, per_token=True)
         attn_norm, rel_mass = _per_modality(att, relevance, B)
-        logits = classifier(fused).numpy() if classifier is not None else None
+        logits = parts.classifier(fused).numpy() if parts.classifier is not None else None
     contrib = contributions(Evidence(values, attn_norm, rel_mass), has_attention=True)
     S_of = {m: inputs.features[m].shape[1] for m in inputs.features}
     return Explanation(
@@ -416,7 +434,7 @@ def _explain_attention(fusion, classifier, class_names, inputs, baseline, target
         masks={m: inputs.mask(m).numpy() for m in att}, contributions=contrib,
         token_shapley=shapley_from_values(tok_values), coalition_values=values,
         efficiency_gap=contrib["shapley"].sum(1) - (values[:, FULL] - values[:, 0]),
-        target_values=values[:, FULL], fused=fused.numpy(), logits=logits, class_names=class_names,
+        target_values=values[:, FULL], fused=fused.numpy(), logits=logits, class_names=parts.class_names,
         positions=dict(inputs.positions), notes=notes,
     )
 
@@ -435,14 +453,15 @@ def _dummy_pooled(fusion: DummyCrossAttentionFusion, batch: FeatureBatch) -> tup
     return torch.cat(parts, -1), slices
 
 
-def _explain_dummy(fusion, classifier, class_names, inputs, baseline, target_spec, ref_mean, ref_emb,
+def _explain_dummy(parts: _Parts, inputs, baseline, target_spec, ref_mean, ref_emb,
                    notes) -> Explanation:
+    fusion = parts.fusion
     B = inputs.batch_size
     present = inputs.present()
     with torch.no_grad():
         pooled, slices = _dummy_pooled(fusion, inputs)
         fused = fusion.fuse_pooled(pooled)
-        tgt = make_target(target_spec, fused, classifier, class_names, ref_emb, inputs.source)
+        tgt = parts.target(target_spec, fused, ref_emb, inputs.source)
         absent = torch.zeros_like(pooled)        # drop-attention has no meaning here: zeros
         if baseline == "reference-mean":
             for j, m in enumerate(MODALITIES):
@@ -458,7 +477,7 @@ def _explain_dummy(fusion, classifier, class_names, inputs, baseline, target_spe
         coal = torch.where(sel[:, None], pooled[None], absent[None]).reshape(-1, pooled.shape[1])
         values = tgt.fn(fusion.fuse_pooled(coal), torch.arange(B).repeat(2 ** N_MOD)).double().numpy()
         values = values.reshape(2 ** N_MOD, B).T
-        logits = classifier(fused).numpy() if classifier is not None else None
+        logits = parts.classifier(fused).numpy() if parts.classifier is not None else None
     contrib = contributions(Evidence(values, None, None), has_attention=False)
     if baseline == "drop-attention":
         notes.append("mean-pool model: 'drop-attention' means the modality's pooled features are zeroed")
@@ -469,5 +488,5 @@ def _explain_dummy(fusion, classifier, class_names, inputs, baseline, target_spe
         masks={m: inputs.mask(m).numpy() for m in inputs.features},
         contributions=contrib, token_shapley=np.zeros((B, 0, N_MOD)), coalition_values=values,
         efficiency_gap=contrib["shapley"].sum(1) - (values[:, FULL] - values[:, 0]), target_values=values[:, FULL],
-        fused=fused.numpy(), logits=logits, class_names=class_names, positions=dict(inputs.positions), notes=notes,
+        fused=fused.numpy(), logits=logits, class_names=parts.class_names, positions=dict(inputs.positions), notes=notes,
     )

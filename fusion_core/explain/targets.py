@@ -7,6 +7,7 @@ cosine of an output with itself is constant; its projection on its own direction
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,44 +51,70 @@ def _class_index(spec: str, class_names: list[str] | None, n_classes: int, sourc
 
 def make_target(spec: str, fused_full: torch.Tensor, classifier: nn.Module | None,
                 class_names: list[str] | None, reference_embeddings: torch.Tensor | None,
-                source: str = "") -> Target:
+                source: str = "", embed: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Target:
+    """The target named by `spec` for a batch whose full fused outputs are `fused_full`.
+
+    `reference_embeddings` are the reference set's fused outputs. `embed` is the model's
+    output head after the fusion (upstream's l2_normalize(feature_norm(·))): the anomaly and
+    cosine targets are then taken on that embedding, the one the model really outputs; a
+    logit is always the classifier's, on the fused output."""
     spec = spec or "auto"
     if spec == "auto":
         spec = "logit" if classifier is not None else ("anomaly" if reference_embeddings is not None else "cosine")
     if spec == "logit" or spec.startswith("class:"):
-        if classifier is None:
-            raise InputError(source, "target 'logit' needs a checkpoint with a classifier head; use 'cosine' or 'anomaly'")
-        with torch.no_grad():
-            logits = classifier(fused_full)
-        n = logits.shape[-1]
-        if spec.startswith("class:"):
-            cls = torch.full((fused_full.shape[0],), _class_index(spec, class_names, n, source), dtype=torch.long)
-            name = f"logit[{(class_names or [str(i) for i in range(n)])[int(cls[0])]}]"
-        else:
-            cls = logits.argmax(-1)
-            name = "logit[predicted class]"
-
-        def fn(f, rows):
-            return classifier(f).gather(1, cls[rows][:, None])[:, 0]
-        return Target(name=name, kind="logit", fn=fn, grad_fn=fn)
+        return _logit_target(spec, fused_full, classifier, class_names, source)
     if spec == "anomaly":
-        if reference_embeddings is None or len(reference_embeddings) == 0:
-            raise InputError(source, "target 'anomaly' needs a reference set of good welds")
-        ref = reference_embeddings.detach()
-        k = min(5, ref.shape[0])
-
-        def fn(f, rows):
-            return torch.cdist(f, ref).topk(k, dim=1, largest=False).values.mean(1)
-        return Target(name="anomaly", kind="anomaly", fn=fn, grad_fn=fn)
+        return _anomaly_target(reference_embeddings, source, embed)
     if spec == "cosine":
-        full = fused_full.detach()
-        direction = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-        def fn(f, rows):
-            return F.cosine_similarity(f, full[rows], dim=-1)
-
-        def grad_fn(f, rows):
-            # cos(f, f) is constant in f; its projection on its own direction is not.
-            return (f * direction[rows]).sum(-1)
-        return Target(name="cosine", kind="cosine", fn=fn, grad_fn=grad_fn)
+        return _cosine_target(fused_full, embed)
     raise InputError(source, f"unknown target {spec!r}; choose from auto, logit, class:<name>, anomaly, cosine")
+
+
+def _logit_target(spec: str, fused_full: torch.Tensor, classifier: nn.Module | None,
+                  class_names: list[str] | None, source: str) -> Target:
+    if classifier is None:
+        raise InputError(source, "target 'logit' needs a checkpoint with a classifier head; use 'cosine' or 'anomaly'")
+    with torch.no_grad():
+        logits = classifier(fused_full)
+    n = logits.shape[-1]
+    if spec.startswith("class:"):
+        cls = torch.full((fused_full.shape[0],), _class_index(spec, class_names, n, source), dtype=torch.long)
+        name = f"logit[{(class_names or [str(i) for i in range(n)])[int(cls[0])]}]"
+    else:
+        cls = logits.argmax(-1)
+        name = "logit[predicted class]"
+
+    def fn(f, rows):
+        return classifier(f).gather(1, cls[rows][:, None])[:, 0]
+    return Target(name=name, kind="logit", fn=fn, grad_fn=fn)
+
+
+def _anomaly_target(reference_embeddings: torch.Tensor | None, source: str, embed) -> Target:
+    if reference_embeddings is None or len(reference_embeddings) == 0:
+        raise InputError(source, "target 'anomaly' needs a reference set of good welds")
+    ref = reference_embeddings.detach()
+    if embed is not None:
+        with torch.no_grad():
+            ref = embed(ref)
+    k = min(5, ref.shape[0])
+
+    def fn(f, rows):
+        e = f if embed is None else embed(f)
+        return torch.cdist(e, ref).topk(k, dim=1, largest=False).values.mean(1)
+    return Target(name="anomaly", kind="anomaly", fn=fn, grad_fn=fn)
+
+
+def _cosine_target(fused_full: torch.Tensor, embed) -> Target:
+    full = fused_full.detach()
+    if embed is not None:
+        with torch.no_grad():
+            full = embed(full)
+    direction = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def fn(f, rows):
+        return F.cosine_similarity(f if embed is None else embed(f), full[rows], dim=-1)
+
+    def grad_fn(f, rows):
+        # cos(f, f) is constant in f; its projection on its own direction is not.
+        return ((f if embed is None else embed(f)) * direction[rows]).sum(-1)
+    return Target(name="cosine", kind="cosine", fn=fn, grad_fn=grad_fn)

@@ -35,19 +35,46 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def safe_torch_load(path: str | os.PathLike) -> Any:
-    """torch.load with weights_only=True and the numpy allow-list; refusals name the global."""
+# Eagerly reading a legacy (non-zip) torch file loads all of it; above this, refuse.
+MAX_EAGER_BYTES = 4 * 1024 ** 3
+RESAVE_HINT = ("if it is a whole pickled model (torch.save(model)), re-save its weights where the model's code "
+               "is importable: torch.save({'model_state_dict': model.state_dict()}, 'model.pth')")
+
+
+def safe_torch_load(path: str | os.PathLike, *, mmap: bool = False) -> Any:
+    """torch.load with weights_only=True and the numpy allow-list; refusals name the global.
+
+    With `mmap`, tensors stay in the file (memory-mapped) until touched, so a 5 GB training
+    file costs only what is read from it; legacy non-zip files cannot be mapped and are
+    read whole (up to MAX_EAGER_BYTES)."""
     path = Path(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as e:
+                if not (mmap and "mmap" in str(e)):
+                    raise
+            if path.stat().st_size > MAX_EAGER_BYTES:
+                raise InputError(path, f"a legacy (non-zip) torch file of {path.stat().st_size / 1e9:.1f} GB cannot be "
+                                       "memory-mapped; re-save it with a current torch.save")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as e:
-        msg = str(e)
-        found = re.search(r"GLOBAL ([\w.]+)", msg)
-        if found:
-            raise InputError(path, f"refused: the file asks to load the Python global '{found.group(1)}', "
-                                   "which is not a tensor or number (nothing was run)") from None
-        raise InputError(path, f"refused: not a weights-only torch file ({msg.splitlines()[0][:200]})") from None
+        raise _refusal(path, str(e)) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as e:
+        if isinstance(e, InputError):
+            raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise InputError(path, f"not a readable torch checkpoint (truncated or corrupt?): {first}") from None
+
+
+def _refusal(path: Path, msg: str) -> InputError:
+    found = re.search(r"GLOBAL ([\w.]+)", msg)
+    if not found:
+        return InputError(path, f"refused: not a weights-only torch file ({msg.splitlines()[0][:200]})")
+    name = found.group(1)
+    hint = ""
+    if not name.startswith(("numpy.", "builtins.", "collections.", "_codecs.")):
+        hint = f"; {RESAVE_HINT}"
+    return InputError(path, f"refused: the file asks to load the Python global '{name}', "
+                            f"which is not a tensor or number (nothing was run){hint}")

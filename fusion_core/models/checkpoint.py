@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..io.checkpoint import (CLASSIFIER_PREFIXES, MAX_CHECKPOINT_BYTES, find_heads, read_checkpoint_file, scalar,
-                             split_groups)
+from ..io.checkpoint import CLASSIFIER_PREFIXES, CheckpointFile, read_checkpoint_file, scalar
 from ..io.torchload import file_sha256
 from ..vocab import MODALITIES
 from .dummy import DummyCrossAttentionFusion
 from .encoders.demo import EncoderConfig, WeldEncoders
 from .fusion import CrossAttentionFusionModule, FusionConfig, parameter_count
+from .heads import SEED_DEFAULT_HEADS, HeadCount, resolve_heads  # noqa: F401  (SEED_DEFAULT_HEADS: the app's default)
 
-SEED_DEFAULT_HEADS = 8
+OUTPUT_FUSED = "fused"
+OUTPUT_EMBEDDING = "l2_normalize(feature_norm(fused))"
 
 
 # --------------------------------------------------------------------------- report
@@ -44,6 +45,8 @@ class CheckpointInfo:
     heads: int | None
     heads_source: str
     parameters: int
+    heads_assumed: bool = False           # no source stated the head count: every number depends on a guess
+    output: str = "fused"                 # which output the cosine/anomaly targets explain (OUTPUT_*)
     epoch: int | None = None
     global_step: int | None = None
     metric: float | None = None
@@ -65,6 +68,7 @@ class CheckpointInfo:
             f"architecture  {self.architecture}" + (f" (layout {self.layout})" if self.layout else ""),
             "dims          " + ", ".join(f"{k}={v}" for k, v in d.items()),
             f"heads         {self.heads if self.heads is not None else 'n/a'} (from {self.heads_source})",
+            f"output        {self.output}",
             f"parameters    {self.parameters:,} (fusion module)",
         ]
         for key in ("epoch", "global_step", "metric", "val_accuracy"):
@@ -90,6 +94,22 @@ class LoadedCheckpoint:
     class_names: list[str] | None = None
     class_codes: list[int] | None = None
     encoder_config: dict | None = None
+    embedding: nn.Module | None = None    # upstream's feature_norm + L2: the model's real output
+
+
+class Embedding(nn.Module):
+    """Upstream QuadModalSOTAModel's output head: l2_normalize(feature_norm(fused)).
+
+    Its k-NN anomaly scores and contrastive training use this embedding, not the fused
+    vector; `l2_normalize` is upstream's default (its FUSION config, not in the checkpoint)."""
+
+    def __init__(self, hidden: int, weights: dict[str, torch.Tensor]):
+        super().__init__()
+        self.feature_norm = nn.LayerNorm(hidden)
+        self.feature_norm.load_state_dict(weights, strict=True)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.feature_norm(fused), p=2, dim=-1)
 
 
 # --------------------------------------------------------------------------- reading
@@ -108,23 +128,34 @@ def _readable_mismatch(module: nn.Module, sd: dict[str, torch.Tensor]) -> str | 
     return "; ".join(parts) or None
 
 
-def _build_fusion(fk: dict[str, torch.Tensor], meta: dict, heads_arg: int | None, path: Path):
-    """Infer the architecture from shapes, build it, load strictly. Returns (module, info parts)."""
-    if "fusion_proj.0.weight" in fk:
-        w0, w3 = fk["fusion_proj.0.weight"], fk.get("fusion_proj.3.weight")
-        if w3 is None or w0.ndim != 2 or w3.ndim != 2:
-            raise InputError(path, "mean-pool (dummy) fusion is incomplete: need fusion_proj.0.weight and fusion_proj.3.weight")
-        cfg = meta.get("fusion_config") or meta.get("config") or {}
-        dims = {m: int(cfg[f"{m}_dim"]) for m in MODALITIES if isinstance(cfg, dict) and f"{m}_dim" in cfg}
-        module = DummyCrossAttentionFusion(int(w0.shape[1]), int(w3.shape[0]), input_dims=dims if len(dims) == 4 else None)
-        msg = _readable_mismatch(module, fk)
-        if msg:
-            raise InputError(path, f"does not match the mean-pool fusion: {msg}")
-        module.load_state_dict(fk, strict=True)
-        d = {"input_total": int(w0.shape[1]), "hidden": int(w3.shape[0])}
-        d.update({f"{m}": v for m, v in dims.items()})
-        return module, "mean-pool", None, d, None, "n/a: mean-pool fusion has no attention"
+def _build_dummy(fk: dict[str, torch.Tensor], meta: dict, path: Path) -> tuple[nn.Module, dict]:
+    w0, w3 = fk["fusion_proj.0.weight"], fk.get("fusion_proj.3.weight")
+    if w3 is None or w0.ndim != 2 or w3.ndim != 2:
+        raise InputError(path, "mean-pool (dummy) fusion is incomplete: need fusion_proj.0.weight and fusion_proj.3.weight")
+    inner, total, hidden = int(w0.shape[0]), int(w0.shape[1]), int(w3.shape[0])
+    if min(inner, total, hidden) == 0:
+        raise InputError(path, f"mean-pool fusion has a zero size (input {total}, hidden {hidden}): degenerate weights")
+    layouts = {"upstream": 2 * hidden, "seed": hidden}
+    layout = next((name for name, width in layouts.items() if inner == width and w3.shape[1] == width), None)
+    if layout is None:
+        raise InputError(path, f"mean-pool fusion_proj is {total}→{inner}→{hidden}: neither upstream's "
+                               f"ΣD→2H→H nor the seed's ΣD→H→H")
+    cfg = meta.get("fusion_config") or meta.get("config") or {}
+    dims = {m: int(cfg[f"{m}_dim"]) for m in MODALITIES if isinstance(cfg, dict) and f"{m}_dim" in cfg}
+    module = DummyCrossAttentionFusion(total, hidden, input_dims=dims if len(dims) == 4 else None, layout=layout)
+    _load_strict(module, fk, path, f"the mean-pool fusion ({layout} layout)")
+    return module, {"input_total": total, "hidden": hidden, **dims}
 
+
+def _load_strict(module: nn.Module, sd: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    msg = _readable_mismatch(module, sd)
+    if msg:
+        raise InputError(path, f"does not match {what}: {msg}")
+    module.load_state_dict(sd, strict=True)
+
+
+def _shapes(fk: dict[str, torch.Tensor], path: Path) -> tuple[str, dict[str, int], int, int]:
+    """(layout, input dims, hidden, tokens) of a cross-attention fusion, from its tensors."""
     need = ["fusion_tokens", "video_cross_attn.in_proj_weight"]
     if not all(k in fk for k in need):
         found = ", ".join(sorted({k.split('.')[0] for k in fk})[:8]) or "none"
@@ -142,27 +173,24 @@ def _build_fusion(fk: dict[str, torch.Tensor], meta: dict, heads_arg: int | None
     if tokens.ndim != 3:
         raise InputError(path, f"fusion_tokens has shape {tuple(tokens.shape)}, expected (1, T, H)")
     H, T = int(tokens.shape[2]), int(tokens.shape[1])
+    if H == 0 or T == 0:
+        raise InputError(path, f"fusion_tokens has shape {tuple(tokens.shape)}: "
+                               f"{'0 fusion tokens' if T == 0 else 'hidden size 0'}, nothing to attend with")
+    if min(dims.values()) == 0:
+        raise InputError(path, "a modality projection has input size 0: " + ", ".join(f"{m}={d}" for m, d in dims.items()))
+    return layout, dims, H, T
 
-    heads, where = find_heads(meta)
-    if heads is not None:
-        source = f"checkpoint ({where})"
-    elif heads_arg is not None:
-        heads, source = int(heads_arg), "caller (--heads)"
-    else:
-        heads, source = SEED_DEFAULT_HEADS, "seed default (not in the checkpoint; pass --heads to change)"
-    if heads <= 0 or H % heads:
-        raise InputError(path, f"hidden size {H} is not divisible by {heads} heads (heads from {source}); "
-                               "pass the right --heads")
-    dropout = 0.1
+
+def _build_cross_attention(fk: dict[str, torch.Tensor], meta: dict, path: Path, heads: int | None,
+                           config: Path | None) -> tuple[nn.Module, dict, HeadCount]:
+    layout, dims, H, T = _shapes(fk, path)
+    hc = resolve_heads(H, T, dims, caller=heads, meta=meta, path=path, config=config)
     cfg = FusionConfig(video_dim=dims["video"], image_dim=dims["image"], audio_dim=dims["audio"],
-                       sensor_dim=dims["sensor"], hidden_dim=H, num_fusion_tokens=T, num_heads=heads,
-                       dropout=dropout, layout=layout)
+                       sensor_dim=dims["sensor"], hidden_dim=H, num_fusion_tokens=T, num_heads=hc.heads,
+                       dropout=0.1, layout=layout)
     module = CrossAttentionFusionModule(cfg)
-    msg = _readable_mismatch(module, fk)
-    if msg:
-        raise InputError(path, f"does not match the cross-attention fusion (layout {layout}): {msg}")
-    module.load_state_dict(fk, strict=True)
-    return module, "cross-attention", layout, {**dims, "hidden": H, "tokens": T}, heads, source
+    _load_strict(module, fk, path, f"the cross-attention fusion (layout {layout})")
+    return module, {**dims, "hidden": H, "tokens": T}, hc
 
 
 def _freeze(m: nn.Module | None) -> None:
@@ -171,90 +199,120 @@ def _freeze(m: nn.Module | None) -> None:
         m.requires_grad_(False)
 
 
-def load_checkpoint(path: str | os.PathLike, heads: int | None = None) -> LoadedCheckpoint:
-    """Load a checkpoint of either published layout, from any of the supported containers.
-
-    Raises InputError (naming the file and the reason) for anything that cannot load.
-    """
-    path = Path(path)
+def _checked_file(path: Path) -> None:
     if not path.exists():
         raise InputError(path, "file not found")
     if path.is_dir():
         raise InputError(path, "is a folder, expected a checkpoint file")
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
-    if size > MAX_CHECKPOINT_BYTES:
-        raise InputError(path, f"file is {size / 1e9:.1f} GB, above the {MAX_CHECKPOINT_BYTES / 1e9:.0f} GB limit")
-    tensors, meta, fmt, ignored = read_checkpoint_file(path)
-    if not tensors:
+
+
+def _float_weights(group: dict[str, torch.Tensor], path: Path, what: str) -> dict[str, torch.Tensor]:
+    bad = [k for k, t in group.items() if not t.is_floating_point()]
+    if bad:
+        raise InputError(path, f"{what} weights must be floating point; {bad[0]} is {group[bad[0]].dtype}")
+    out = {k: t.float() for k, t in group.items()}
+    for k, t in out.items():
+        if not torch.isfinite(t).all():
+            raise InputError(path, f"weight {k} contains NaN or Inf")
+    return out
+
+
+def _classifier(ck: dict[str, torch.Tensor], H: int, meta: dict, cf: CheckpointFile) -> tuple[nn.Linear | None, list | None]:
+    """A single Linear(H → C) under a known prefix, and the class names that fit it."""
+    names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
+    if not ck:
+        return None, names
+    prefix = next(p for p in CLASSIFIER_PREFIXES if any(k.startswith(p) for k in ck))
+    w, b = ck.get(prefix + "weight"), ck.get(prefix + "bias")
+    if w is None or w.ndim != 2 or w.shape[1] != H or len(ck) > 2:
+        cf.ignored[prefix + "* (not a single Linear on the fused output)"] += len(ck)
+        return None, names
+    classifier = nn.Linear(H, int(w.shape[0]), bias=b is not None)
+    classifier.load_state_dict({k[len(prefix):]: v.float() for k, v in ck.items()}, strict=True)
+    if names and len(names) != w.shape[0]:
+        cf.notes.append(f"{len(names)} class names for {w.shape[0]} logits: names dropped")
+        names = None
+    return classifier, names
+
+
+def _embedding(fn: dict[str, torch.Tensor], H: int, cf: CheckpointFile) -> Embedding | None:
+    """Upstream's output head, when its `feature_norm.*` is in the file: LayerNorm(H), then L2."""
+    if not fn:
+        return None
+    w, b = fn.get("weight"), fn.get("bias")
+    if w is None or b is None or tuple(w.shape) != (H,) or tuple(b.shape) != (H,) or len(fn) != 2:
+        raise InputError(cf.path, f"feature_norm.* is not a LayerNorm({H}) on the fused output "
+                                  f"(found {', '.join(f'{k} {tuple(v.shape)}' for k, v in fn.items())})")
+    return Embedding(H, _float_weights(fn, cf.path, "feature_norm"))
+
+
+def _encoders(ek: dict[str, torch.Tensor], meta: dict, path: Path) -> WeldEncoders | None:
+    enc_cfg = meta.get("encoder_config")
+    if not (ek and isinstance(enc_cfg, dict)):
+        return None
+    encoders = WeldEncoders(EncoderConfig.from_dict(enc_cfg))
+    _load_strict(encoders, ek, path, "its encoder_config's built-in encoders")
+    return encoders
+
+
+def load_checkpoint(path: str | os.PathLike, heads: int | None = None, *,
+                    config: str | os.PathLike | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint of either published layout, from any of the supported containers.
+
+    `heads`: the fusion head count, when the caller knows it (see `fusion_core.models.heads`
+    for every other source); `config`: a config file stating it. Raises InputError (naming
+    the file and the reason) for anything that cannot load.
+    """
+    path = Path(path)
+    _checked_file(path)
+    cf = read_checkpoint_file(path)
+    if not cf.n_tensors:
         raise InputError(path, "contains no tensors")
-    fk, ck, ek, more_ignored = split_groups(tensors)
-    ignored.update(more_ignored)
+    fk = cf.groups.get("fusion", {})
     if not fk:
         raise InputError(path, "no fusion-module weights found (expected keys like fusion_tokens, "
                                "video_cross_attn.*, optionally prefixed by 'fusion.' or 'module.')")
-    floats = [k for k, t in fk.items() if not t.is_floating_point()]
-    if floats:
-        raise InputError(path, f"fusion weights must be floating point; {floats[0]} is {fk[floats[0]].dtype}")
-    fk = {k: t.float() for k, t in fk.items()}
-    for k, t in fk.items():
-        if not torch.isfinite(t).all():
-            raise InputError(path, f"weight {k} contains NaN or Inf")
-    fusion, arch, layout, dims, n_heads, heads_source = _build_fusion(fk, meta, heads, path)
-    notes: list[str] = []
-    if heads is not None and n_heads is not None and heads != n_heads:
-        notes.append(f"--heads {heads} ignored: the checkpoint says {n_heads}")
-    H = dims["hidden"]
-
-    # Classifier head: a single Linear(H → C) under a known prefix.
-    classifier = None
-    class_names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
-    class_codes = meta.get("class_codes") if isinstance(meta.get("class_codes"), list) else None
-    if ck:
-        prefix = next(p for p in CLASSIFIER_PREFIXES if any(k.startswith(p) for k in ck))
-        w, b = ck.get(prefix + "weight"), ck.get(prefix + "bias")
-        if w is not None and w.ndim == 2 and w.shape[1] == H and len(ck) <= 2:
-            classifier = nn.Linear(H, int(w.shape[0]), bias=b is not None)
-            classifier.load_state_dict({k[len(prefix):]: v.float() for k, v in ck.items()}, strict=True)
-            if class_names and len(class_names) != w.shape[0]:
-                notes.append(f"{len(class_names)} class names for {w.shape[0]} logits: names dropped")
-                class_names = None
-        else:
-            ignored[prefix + "* (not a single Linear on the fused output)"] += len(ck)
-
-    # Built-in encoders: only when the checkpoint describes them (our own training output).
-    encoders, enc_cfg = None, meta.get("encoder_config")
-    if ek and isinstance(enc_cfg, dict):
-        encoders = WeldEncoders(EncoderConfig.from_dict(enc_cfg))
-        msg = _readable_mismatch(encoders, ek)
-        if msg:
-            raise InputError(path, f"built-in encoder weights do not match its encoder_config: {msg}")
-        encoders.load_state_dict(ek, strict=True)
-    elif ek:
-        groups = Counter(k.split(".")[0] for k in ek)
-        for g, n in groups.items():
-            ignored[f"{g}.* (pretrained backbone, not shipped: explain feature files)"] += n
-
-    for m in (fusion, classifier, encoders):
+    fk = _float_weights(fk, path, "fusion")
+    if "fusion_proj.0.weight" in fk:
+        fusion, dims = _build_dummy(fk, cf.meta, path)
+        hc = None
+    else:
+        fusion, dims, hc = _build_cross_attention(fk, cf.meta, path, heads, Path(config) if config else None)
+    classifier, class_names = _classifier(cf.groups.get("classifier", {}), dims["hidden"], cf.meta, cf)
+    embedding = _embedding(cf.groups.get("feature_norm", {}), dims["hidden"], cf)
+    encoders = _encoders(cf.groups.get("encoders", {}), cf.meta, path)
+    for m in (fusion, classifier, encoders, embedding):
         _freeze(m)
+    info = _info(cf, fusion, dims, hc, classifier, class_names, encoders, embedding)
+    codes = cf.meta.get("class_codes") if isinstance(cf.meta.get("class_codes"), list) else None
+    return LoadedCheckpoint(fusion=fusion, info=info, classifier=classifier, encoders=encoders,
+                            class_names=class_names if classifier is not None else None,
+                            class_codes=codes if classifier is not None else None,
+                            encoder_config=cf.meta.get("encoder_config") if encoders is not None else None,
+                            embedding=embedding)
 
+
+def _info(cf: CheckpointFile, fusion, dims, hc: HeadCount | None, classifier, class_names, encoders,
+          embedding) -> CheckpointInfo:
+    meta = cf.meta
     cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     metric = scalar(meta.get("best_metric", cfg.get("best_metric") if cfg else None))
-    epoch = scalar(meta.get("epoch"))
-    step = scalar(meta.get("global_step"))
-    info = CheckpointInfo(
-        path=str(path), sha256=file_sha256(path), file_format=fmt, architecture=arch, layout=layout, dims=dims,
-        heads=n_heads, heads_source=heads_source, parameters=parameter_count(fusion),
+    epoch, step = scalar(meta.get("epoch")), scalar(meta.get("global_step"))
+    return CheckpointInfo(
+        path=str(cf.path), sha256=file_sha256(cf.path), file_format=cf.file_format,
+        architecture="mean-pool" if hc is None else "cross-attention",
+        layout=getattr(getattr(fusion, "config", None), "layout", None), dims=dims,
+        heads=None if hc is None else hc.heads,
+        heads_source="n/a: mean-pool fusion has no attention" if hc is None else hc.source,
+        heads_assumed=bool(hc and hc.assumed), parameters=parameter_count(fusion),
         epoch=int(epoch) if epoch is not None else None, global_step=int(step) if step is not None else None,
         metric=metric, val_accuracy=scalar(meta.get("val_accuracy")),
         classes=class_names if classifier is not None else None, has_encoders=encoders is not None,
-        ignored=dict(ignored), notes=notes,
+        output=OUTPUT_EMBEDDING if embedding is not None else OUTPUT_FUSED,
+        ignored=dict(cf.ignored), notes=cf.notes + (hc.notes if hc else []),
     )
-    return LoadedCheckpoint(fusion=fusion, info=info, classifier=classifier, encoders=encoders,
-                            class_names=class_names if classifier is not None else None,
-                            class_codes=class_codes if classifier is not None else None,
-                            encoder_config=enc_cfg if encoders is not None else None)
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:

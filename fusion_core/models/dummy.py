@@ -1,4 +1,11 @@
-"""The seed's lightweight stand-in for the fusion module: mean-pool, concatenate, MLP. No attention."""
+"""The lightweight stand-in for the fusion module: mean-pool, concatenate, MLP. No attention.
+
+Two published layouts, told apart by the first Linear's width (keys `fusion_proj.0.*`,
+`fusion_proj.3.*` in both):
+
+    upstream  Linear(ΣD, 2H) → ReLU → Dropout → Linear(2H, H)   (bluuueheart/Weld-Anomaly-Detection)
+    seed      Linear(ΣD, H)  → GELU → Dropout → Linear(H, H)    (the seed document)
+"""
 
 from __future__ import annotations
 
@@ -16,17 +23,23 @@ class DummyCrossAttentionFusion(nn.Module):
     weights; the split comes from the checkpoint's config or the features given.
     """
 
+    LAYOUTS = {"seed": (1, nn.GELU), "upstream": (2, nn.ReLU)}   # layout -> (inner width / H, activation)
+
     def __init__(self, total_input_dim: int, hidden_dim: int = 512, dropout: float = 0.1,
-                 input_dims: dict[str, int] | None = None):
+                 input_dims: dict[str, int] | None = None, layout: str = "seed"):
         super().__init__()
+        if layout not in self.LAYOUTS:
+            raise ValueError(f"unknown mean-pool layout {layout!r}; expected one of {', '.join(self.LAYOUTS)}")
+        widen, act = self.LAYOUTS[layout]
         self.total_input_dim = total_input_dim
         self.hidden_dim = hidden_dim
         self.input_dims = input_dims
+        self.layout = layout
         self.fusion_proj = nn.Sequential(
-            nn.Linear(total_input_dim, hidden_dim),
-            nn.GELU(),
+            nn.Linear(total_input_dim, widen * hidden_dim),
+            act(),
             nn.Dropout(dropout),
-            nn.Linear(hidden_dim, hidden_dim),
+            nn.Linear(widen * hidden_dim, hidden_dim),
         )
 
     def pool(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
