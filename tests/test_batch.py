@@ -25,11 +25,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from fusion_core.batch.engines import ResultStore, add_batch_parser, cmd_batch, list_weld_sources, parts_dir, read_maps, read_results, read_source, run_batch, weld_digest
+from fusion_core.batch.engines import add_batch_parser, cmd_batch, run_batch
+from fusion_core.batch.plan import list_weld_sources, read_source
+from fusion_core.batch.store import ResultStore, parts_dir, read_maps, read_results
 from fusion_core.models.encoders.demo import EncoderConfig
 from fusion_core.errors import InputError
 from fusion_core.vocab import MODALITIES
 from fusion_core.io.containers import load_welds
+from fusion_core.io.layout import weld_digest
 from fusion_core.training.synth import generate_dataset, generate_weld
 from fusion_core.training.train import train
 
@@ -230,14 +233,7 @@ def test_resume_skips_done_retries_failed_and_recovers_lost_chunks(world, first_
 
 
 def _cli() -> list[str]:
-    """`python -m fusion_core batch` once cli.py registers it; the module's own entry until then."""
-    from fusion_core import cli
-    try:
-        cli.build_parser().parse_args(["batch", "--help"])
-    except SystemExit as e:
-        if e.code == 0:
-            return [sys.executable, "-m", "fusion_core", "batch"]
-    return [sys.executable, "-m", "fusion_core.batch"]
+    return [sys.executable, "-m", "fusion_core", "batch"]
 
 
 def test_killed_run_loses_at_most_a_chunk(world, first_run, tmp_path, capfd):

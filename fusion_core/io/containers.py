@@ -216,36 +216,48 @@ def zip_entry_rel(info: zipfile.ZipInfo, zip_name: str) -> str | None:
     return "/".join(parts)
 
 
-def _zip_files(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> list[_File]:
+def zip_members(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> dict[str, zipfile.ZipInfo]:
+    """rel path -> entry of every file in a zip, junk included; refused up front: too many
+    entries, entries that could escape their folder (`zip_entry_rel`), duplicate names."""
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise InputError(zip_name, f"{len(infos)} entries, more than the limit of {limits.max_entries}")
-    declared = 0
-    names: set[str] = set()
-    files: list[_File] = []
-    budget = {"left": limits.max_total_bytes}
+    out: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
-        where = f"{zip_name}/{info.filename}"
         rel = zip_entry_rel(info, zip_name)
         if rel is None:
             continue
-        if rel in names:
-            raise InputError(where, "duplicate entry name in the zip")
-        names.add(rel)
+        if rel in out:
+            raise InputError(f"{zip_name}/{info.filename}", "duplicate entry name in the zip")
+        out[rel] = info
+    return out
+
+
+def check_zip_entry(info: zipfile.ZipInfo, where: str, limits: Limits) -> None:
+    """Refuse an entry before inflating it: encrypted, or declaring a zip-bomb ratio."""
+    if info.flag_bits & 0x1:
+        raise InputError(where, "entry is encrypted")
+    if info.file_size > 1024 ** 2 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+        ratio = info.file_size / max(info.compress_size, 1)
+        raise InputError(where, f"compression ratio {ratio:.0f}:1 is above the limit of "
+                                f"{limits.max_ratio:.0f}:1 (zip bomb?)")
+
+
+def _zip_files(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> list[_File]:
+    declared = 0
+    files: list[_File] = []
+    budget = {"left": limits.max_total_bytes}
+    for rel, info in zip_members(zf, zip_name, limits).items():
+        where = f"{zip_name}/{info.filename}"
         if is_junk(rel):
             continue
         if rel.lower().endswith(".zip"):
             raise InputError(where, "nested zip archive; unzip it first or upload it separately")
-        if info.flag_bits & 0x1:
-            raise InputError(where, "entry is encrypted")
+        check_zip_entry(info, where, limits)
         declared += info.file_size
         if declared > limits.max_total_bytes:
             raise InputError(zip_name, f"uncompressed size is more than the limit of "
                                        f"{limits.max_total_bytes} bytes")
-        if info.file_size > 1024 ** 2 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            ratio = info.file_size / max(info.compress_size, 1)
-            raise InputError(where, f"compression ratio {ratio:.0f}:1 is above the limit of "
-                                    f"{limits.max_ratio:.0f}:1 (zip bomb?)")
         files.append(_File(rel, where, _zip_reader(zf, info, where, budget, limits)))
     return files
 

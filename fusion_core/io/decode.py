@@ -37,45 +37,9 @@ def decode_video(data: bytes, source: str, *, max_frames: int = 48, max_side: in
     if max_frames < 1:
         raise ValueError("max_frames must be ≥ 1")
     try:
-        # Pass 1: count frames from the packets (cheap: no decoding).
-        with av.open(io.BytesIO(data), mode="r") as c:
-            if not c.streams.video:
-                raise InputError(source, "no video stream")
-            st = c.streams.video[0]
-            n = 0
-            for pkt in c.demux(st):
-                if pkt.size:
-                    n += 1
-                    if n > limits.max_video_frames:
-                        raise InputError(source, f"more than {limits.max_video_frames} frames")
-            declared = int(st.frames or 0)
-        if n == 0:
-            raise InputError(source, "no video frames")
+        n, declared = _count_packets(data, source, limits)
         want = np.unique(np.linspace(0, n - 1, min(max_frames, n)).round().astype(np.int64))
-        want_set = set(want.tolist())
-        # Pass 2: decode, convert only the frames we keep.
-        frames: list[np.ndarray] = []
-        pts: list[float | None] = []
-        first_time: float | None = None
-        decoded = 0
-        with av.open(io.BytesIO(data), mode="r") as c:
-            st = c.streams.video[0]
-            st.thread_type = "AUTO"
-            rate = st.average_rate or st.guessed_rate or st.base_rate
-            fps = float(rate) if rate else 0.0
-            for frame in c.decode(st):
-                if first_time is None:
-                    first_time = frame.time
-                if decoded in want_set:
-                    fw, fh = frame.width, frame.height
-                    if fw <= 0 or fh <= 0:
-                        raise InputError(source, "video frames have no size")
-                    scale = min(1.0, max_side / max(fw, fh))
-                    tw, th = max(1, round(fw * scale)), max(1, round(fh * scale))
-                    frames.append(frame.to_ndarray(format="rgb24", width=tw, height=th,
-                                                   interpolation="AREA"))
-                    pts.append(frame.time)
-                decoded += 1
+        frames, pts, first_time, decoded, fps = _decode_frames(data, source, set(want.tolist()), max_side)
     except InputError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, EOFError, IndexError, RuntimeError) as e:
@@ -90,6 +54,53 @@ def decode_video(data: bytes, source: str, *, max_frames: int = 48, max_side: in
     times = np.array([((p if p is not None else i / fps if fps else 0.0) - t0)
                       for i, p in zip(want[:len(pts)], pts)], dtype=np.float64)
     return np.stack(frames).astype(np.uint8, copy=False), times, float(fps)
+
+
+def _count_packets(data: bytes, source: str, limits: Limits) -> tuple[int, int]:
+    """Pass 1: (frames counted from the packets, frames the stream declares): cheap, no decoding."""
+    import av
+    with av.open(io.BytesIO(data), mode="r") as c:
+        if not c.streams.video:
+            raise InputError(source, "no video stream")
+        st = c.streams.video[0]
+        n = 0
+        for pkt in c.demux(st):
+            if pkt.size:
+                n += 1
+                if n > limits.max_video_frames:
+                    raise InputError(source, f"more than {limits.max_video_frames} frames")
+        declared = int(st.frames or 0)
+    if n == 0:
+        raise InputError(source, "no video frames")
+    return n, declared
+
+
+def _decode_frames(data: bytes, source: str, want: set[int], max_side: int):
+    """Pass 2: decode everything, convert only the frames in `want`.
+    Returns (frames, their times, first frame's time, frames decoded, fps from the stream)."""
+    import av
+    frames: list[np.ndarray] = []
+    pts: list[float | None] = []
+    first_time: float | None = None
+    decoded = 0
+    with av.open(io.BytesIO(data), mode="r") as c:
+        st = c.streams.video[0]
+        st.thread_type = "AUTO"
+        rate = st.average_rate or st.guessed_rate or st.base_rate
+        fps = float(rate) if rate else 0.0
+        for frame in c.decode(st):
+            if first_time is None:
+                first_time = frame.time
+            if decoded in want:
+                fw, fh = frame.width, frame.height
+                if fw <= 0 or fh <= 0:
+                    raise InputError(source, "video frames have no size")
+                scale = min(1.0, max_side / max(fw, fh))
+                tw, th = max(1, round(fw * scale)), max(1, round(fh * scale))
+                frames.append(frame.to_ndarray(format="rgb24", width=tw, height=th, interpolation="AREA"))
+                pts.append(frame.time)
+            decoded += 1
+    return frames, pts, first_time, decoded, fps
 
 
 def decode_audio(data: bytes, source: str, *, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:

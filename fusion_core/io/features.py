@@ -25,6 +25,11 @@ from ..vocab import MODALITIES
 from .torchload import safe_torch_load
 
 MAX_FEATURE_ELEMENTS = 256 * 1024 * 1024  # 1 GiB of float32 per file: beyond that, refuse
+MAX_POSITIONS = 65_536       # tokens of one modality (the real encoders give a few hundred)
+MAX_SAMPLES = 4_096          # samples in one feature file (explanations hold per-sample maps)
+# Larger magnitudes overflow float32 in the attention scores (q·k over hundreds of dims) or
+# in the squared value norms, and every contribution becomes NaN.
+MAX_FEATURE_MAGNITUDE = 1e6
 
 
 @dataclass
@@ -136,69 +141,85 @@ def load_features(path: str | os.PathLike) -> FeatureBatch:
 
 def features_from_arrays(arrays: dict[str, np.ndarray], source: str = "") -> FeatureBatch:
     """Validate raw arrays (as in a feature file) into a FeatureBatch."""
-    feats: dict[str, torch.Tensor] = {}
-    masks: dict[str, torch.Tensor] = {}
-    times: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    batch = None
-    known = set(MODALITIES) | {f"{m}_{s}" for m in MODALITIES for s in ("mask", "t0", "t1")}
     if not any(m in arrays for m in MODALITIES):
         hint = f" (found: {', '.join(sorted(arrays)) or 'nothing'})"
         raise InputError(source, f"no modality arrays; expected some of {', '.join(MODALITIES)}{hint}")
+    feats: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    positions: dict[str, list[pd.DataFrame]] = {}
+    batch = None
     for m in MODALITIES:
         if m not in arrays:
             continue
-        a = np.asarray(arrays[m])
-        if a.dtype.kind not in "fiu":
-            raise InputError(source, f"'{m}' has dtype {a.dtype}, expected numbers")
-        if a.ndim == 2:
-            a = a[None]
-        if a.ndim != 3:
-            raise InputError(source, f"'{m}' has shape {tuple(a.shape)}, expected (S, D) or (B, S, D)")
-        if a.size > MAX_FEATURE_ELEMENTS:
-            raise InputError(source, f"'{m}' has {a.size:,} elements, more than the limit of {MAX_FEATURE_ELEMENTS:,}")
-        if a.shape[2] == 0:
-            raise InputError(source, f"'{m}' has feature dimension 0")
-        if a.shape[0] == 0:
-            raise InputError(source, f"'{m}' has batch size 0")
-        if a.shape[1] == 0:
-            raise InputError(source, f"'{m}' is an empty sequence (S=0); leave the modality out, "
-                                     f"or give '{m}_mask' zeros, to mark it absent")
-        if batch is None:
-            batch = a.shape[0]
-        elif a.shape[0] != batch:
-            raise InputError(source, f"'{m}' has batch size {a.shape[0]} but other modalities have {batch}")
-        a = a.astype(np.float32, copy=False)
-        if not np.isfinite(a).all():
-            bad = int((~np.isfinite(a)).sum())
-            raise InputError(source, f"'{m}' contains {bad} NaN/Inf value(s)")
+        a = _modality_array(arrays[m], m, source, batch)
+        batch, S = a.shape[0], a.shape[1]
         feats[m] = torch.from_numpy(np.ascontiguousarray(a))
-        S = a.shape[1]
         if f"{m}_mask" in arrays:
-            mk = np.asarray(arrays[f"{m}_mask"])
-            if mk.ndim == 1:
-                mk = np.broadcast_to(mk[None], (batch, mk.shape[0]))
-            if mk.shape != (batch, S):
-                raise InputError(source, f"'{m}_mask' has shape {tuple(mk.shape)}, expected ({batch}, {S})")
-            if mk.dtype.kind not in "biuf" or not np.isin(mk, (0, 1)).all():
-                raise InputError(source, f"'{m}_mask' must hold only 0/1 or booleans")
-            masks[m] = torch.from_numpy(mk.astype(bool).copy())
+            masks[m] = _mask(arrays[f"{m}_mask"], m, batch, S, source)
         if f"{m}_t0" in arrays and f"{m}_t1" in arrays:
-            spans = []
-            for s in ("t0", "t1"):
-                t = np.asarray(arrays[f"{m}_{s}"], dtype=np.float64)
-                if t.size not in (S, batch * S):
-                    raise InputError(source, f"'{m}_{s}' must have one value per position ({S})")
-                spans.append(np.broadcast_to(t.reshape(-1, S), (batch, S)))
-            times[m] = (spans[0], spans[1])
-    ids = [f"sample {i}" for i in range(batch)]
-    if "ids" in arrays:
-        raw = np.asarray(arrays["ids"])
-        if raw.shape == (batch,) and raw.dtype.kind in "US":
-            ids = [str(x) for x in raw]
-    positions = {
-        m: [pd.DataFrame({"t0": t0[b], "t1": t1[b]}) for b in range(batch)] for m, (t0, t1) in times.items()
-    }
-    return FeatureBatch(features=feats, masks=masks, positions=positions, ids=ids, source=source)
+            t0, t1 = (_span(arrays[f"{m}_{s}"], f"{m}_{s}", batch, S, source) for s in ("t0", "t1"))
+            positions[m] = [pd.DataFrame({"t0": t0[b], "t1": t1[b]}) for b in range(batch)]
+    return FeatureBatch(features=feats, masks=masks, positions=positions, ids=_ids(arrays, batch), source=source)
+
+
+def _modality_array(raw, m: str, source: str, batch: int | None) -> np.ndarray:
+    """One modality's (B, S, D) float32 features, every bound checked before use."""
+    a = np.asarray(raw)
+    if a.dtype.kind not in "fiu":
+        raise InputError(source, f"'{m}' has dtype {a.dtype}, expected numbers")
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise InputError(source, f"'{m}' has shape {tuple(a.shape)}, expected (S, D) or (B, S, D)")
+    if a.size > MAX_FEATURE_ELEMENTS:
+        raise InputError(source, f"'{m}' has {a.size:,} elements, more than the limit of {MAX_FEATURE_ELEMENTS:,}")
+    B, S, D = a.shape
+    if D == 0 or B == 0:
+        raise InputError(source, f"'{m}' has {'feature dimension' if D == 0 else 'batch size'} 0")
+    if S == 0:
+        raise InputError(source, f"'{m}' is an empty sequence (S=0); leave the modality out, "
+                                 f"or give '{m}_mask' zeros, to mark it absent")
+    if S > MAX_POSITIONS:
+        raise InputError(source, f"'{m}' has {S:,} positions, more than the limit of {MAX_POSITIONS:,} "
+                                 "(pool or downsample the sequence first)")
+    if B > MAX_SAMPLES:
+        raise InputError(source, f"'{m}' has {B:,} samples, more than the limit of {MAX_SAMPLES:,} per file "
+                                 "(split the file, or use `batch` on welds)")
+    if batch is not None and B != batch:
+        raise InputError(source, f"'{m}' has batch size {B} but other modalities have {batch}")
+    big = np.abs(a).max(initial=0) if a.dtype.kind == "f" else max(abs(int(a.max())), abs(int(a.min())))
+    if not np.isfinite(big):
+        raise InputError(source, f"'{m}' contains {int((~np.isfinite(a)).sum())} NaN/Inf value(s)")
+    if big > MAX_FEATURE_MAGNITUDE:
+        raise InputError(source, f"'{m}' holds values up to {float(big):.3g}; features above "
+                                 f"{MAX_FEATURE_MAGNITUDE:.0e} in magnitude overflow the attention arithmetic "
+                                 "(are these raw, unnormalised values?)")
+    return a.astype(np.float32, copy=False)
+
+
+def _mask(raw, m: str, batch: int, S: int, source: str) -> torch.Tensor:
+    mk = np.asarray(raw)
+    if mk.ndim == 1:
+        mk = np.broadcast_to(mk[None], (batch, mk.shape[0]))
+    if mk.shape != (batch, S):
+        raise InputError(source, f"'{m}_mask' has shape {tuple(mk.shape)}, expected ({batch}, {S})")
+    if mk.dtype.kind not in "biuf" or not np.isin(mk, (0, 1)).all():
+        raise InputError(source, f"'{m}_mask' must hold only 0/1 or booleans")
+    return torch.from_numpy(mk.astype(bool).copy())
+
+
+def _span(raw, name: str, batch: int, S: int, source: str) -> np.ndarray:
+    t = np.asarray(raw, dtype=np.float64)
+    if t.size not in (S, batch * S):
+        raise InputError(source, f"'{name}' must have one value per position ({S})")
+    return np.broadcast_to(t.reshape(-1, S), (batch, S))
+
+
+def _ids(arrays: dict, batch: int) -> list[str]:
+    raw = np.asarray(arrays["ids"]) if "ids" in arrays else None
+    if raw is not None and raw.shape == (batch,) and raw.dtype.kind in "US":
+        return [str(x) for x in raw]
+    return [f"sample {i}" for i in range(batch)]
 
 
 def save_features(path: str | os.PathLike, batch: FeatureBatch) -> None:

@@ -209,14 +209,17 @@ def attend(fusion: CrossAttentionFusionModule, m: str, x: torch.Tensor,
     ctx = (mixed @ v).transpose(1, 2).reshape(B, T, H)
     output = F.linear(ctx, mha.out_proj.weight)
     block = fusion.norm(m)(output + mha.out_proj.bias + q_in)
-    if need_norms:
-        Wo = mha.out_proj.weight.view(H, h, d).permute(1, 2, 0)      # (h, d, H): W_o^h transposed
-        gram = Wo @ Wo.transpose(1, 2)                                # (h, d, d)
-        sq = torch.einsum("bhsd,hde,bhse->bhs", v, gram, v).clamp_min(0)
-        value_norms = weights * sq.sqrt()[:, :, None, :]
-    else:
-        value_norms = torch.zeros(0)
+    value_norms = _value_norms(mha.out_proj.weight, weights, v) if need_norms else torch.zeros(0)
     return Attended(weights=weights, value_norms=value_norms, output=output, block=block)
+
+
+def _value_norms(W_out: torch.Tensor, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """‖α_ij · v_j W_o^h‖ per head (Kobayashi et al. 2020), (B, h, T, S), without forming α·v·W_o."""
+    h, d = v.shape[1], v.shape[3]
+    Wo = W_out.view(W_out.shape[0], h, d).permute(1, 2, 0)      # (h, d, H): W_o^h transposed
+    gram = Wo @ Wo.transpose(1, 2)                              # (h, d, d)
+    sq = torch.einsum("bhsd,hde,bhse->bhs", v, gram, v).clamp_min(0)
+    return weights * sq.sqrt()[:, :, None, :]
 
 
 def aggregate(fusion: CrossAttentionFusionModule, blocks: torch.Tensor) -> torch.Tensor:

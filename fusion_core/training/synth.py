@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -146,19 +147,8 @@ def generate_dataset(out_dir: str | Path, count: int, seed: int,
 
 
 def cli_synth(out: str | Path, count: int, seed: int, classes: list[int] | None = None) -> list[Path]:
-    """`python -m fusion_core synth --out DIR --count N --seed S [--classes 0,2,3]`.
-
-    Draft of the argument handling for fusion_core/cli.py:
-
-        p = sub.add_parser("synth", help="write synthetic welds in the dataset layout")
-        p.add_argument("--out", required=True, type=Path)
-        p.add_argument("--count", type=int, default=12)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--classes", default=None,
-                       help="comma-separated class codes (default: all supported)")
-        ...
-        classes = [int(c) for c in args.classes.split(",")] if args.classes else None
-        cli_synth(args.out, args.count, args.seed, classes)
+    """`python -m fusion_core synth --out DIR --count N --seed S` (`classes`: a subset of
+    SUPPORTED_CLASSES; the CLI does not offer it yet).
 
     Bad arguments raise `InputError` (the CLI prints it on one line and exits 2). Prints
     one summary line and returns the weld folders.
@@ -459,20 +449,53 @@ def _write_flac(path: Path, audio: np.ndarray) -> None:
 # --------------------------------------------------------------------------- photos
 
 
+@dataclass(frozen=True)
+class _Canvas:
+    """The photo canvas (a bit larger than a shot): pixel grids and the bead's geometry."""
+
+    xx: np.ndarray
+    yy: np.ndarray
+    yc: float            # the seam's row
+    bx0: float           # bead start and end
+    bx1: float
+    hw: float            # bead half width
+    duration: float
+
+    def x(self, t: float) -> float:
+        """Where along the bead the torch was at time t."""
+        return float(x_at(t, self.duration, self.bx0, self.bx1))
+
+
+_DARK = np.array([0.06, 0.05, 0.05], np.float32)   # holes, pores, grooves, cracks
+
+
+def _darken(img: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """`img` blended towards the dark of a defect by `alpha` (0…1 per pixel)."""
+    return img * (1 - alpha[..., None]) + alpha[..., None] * _DARK
+
+
 def _photos(plan: dict, size: tuple[int, int], n_images: int,
             rng: np.random.Generator) -> tuple[list[np.ndarray], list[dict]]:
     """Post-weld photos of the plate; each a slightly different shot of the same bead."""
-    D, code, W = plan["duration"], plan["code"], plan["windows"]
-    w, h = size
     pad = 16
-    cw, ch = w + 2 * pad, h + 2 * pad                  # a canvas a bit larger than the shot
+    cv, img = _plate(plan["duration"], size, pad, rng)
+    img = _bead(img, cv)
+    defect = _PHOTO_DEFECTS.get(plan["code"])
+    boxes: list[tuple[float, float, float, float]] = []  # canvas coordinates
+    if defect is not None:
+        img = defect(img, cv, plan["windows"], boxes, rng)
+    return _shots(img, size, pad, n_images, boxes, rng)
+
+
+def _plate(duration: float, size: tuple[int, int], pad: int, rng: np.random.Generator) -> tuple[_Canvas, np.ndarray]:
+    """The canvas and the bare plate: brushed steel, heat tint around the bead."""
+    w, h = size
+    cw, ch = w + 2 * pad, h + 2 * pad
     yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
     yc = ch / 2 + rng.uniform(-4, 4)
-    bx0, bx1 = pad + 0.06 * w, pad + 0.94 * w          # bead start and end in the canvas
-    hw = 0.05 * h                                      # bead half width (9 px at 180 high)
-    xt = lambda t: float(x_at(t, D, bx0, bx1))        # noqa: E731
-
-    # Plate: brushed steel, heat tint around the bead.
+    # bead start and end in the canvas; half width 9 px at 180 high
+    cv = _Canvas(xx, yy, yc, pad + 0.06 * w, pad + 0.94 * w, 0.05 * h, duration)
+    bx0, bx1, hw = cv.bx0, cv.bx1, cv.hw
     steel = 0.56 + 0.05 * _smooth_noise((ch, cw), rng, 41, 1) + 0.015 * _smooth_noise((ch, cw), rng, 3, 3)
     img = np.repeat(steel[..., None], 3, axis=2).astype(np.float32)
     along = ((xx > bx0 - 6) & (xx < bx1 + 6)).astype(np.float32)
@@ -481,8 +504,14 @@ def _photos(plan: dict, size: tuple[int, int], n_images: int,
     blue = np.exp(-((d - hw - 16) / 7.0) ** 2) * along
     img += straw[..., None] * np.array([0.07, 0.02, -0.07], np.float32)
     img += blue[..., None] * np.array([-0.06, -0.04, 0.05], np.float32)
+    return cv, img
 
-    # Bead: convex, with ripples (chevrons pointing along the travel direction).
+
+def _bead(img: np.ndarray, cv: _Canvas) -> np.ndarray:
+    """The bead: convex, with ripples (chevrons pointing along the travel direction), and the
+    end crater, a shallow dish at the end of the bead."""
+    xx, yy, yc, bx0, bx1, hw = cv.xx, cv.yy, cv.yc, cv.bx0, cv.bx1, cv.hw
+    d = np.abs(yy - yc)
     u = np.clip(1 - (d / hw) ** 2, 0, None)
     inside = (u > 0) & (xx >= bx0) & (xx <= bx1)
     ends = (((xx - bx0) ** 2 + (yy - yc) ** 2) < hw ** 2) | (((xx - bx1) ** 2 + (yy - yc) ** 2) < hw ** 2)
@@ -490,64 +519,91 @@ def _photos(plan: dict, size: tuple[int, int], n_images: int,
     ripple = 0.06 * np.cos(2 * np.pi * (xx + 0.08 * (yy - yc) ** 2) / 5.0)
     shade = 0.42 + 0.30 * u ** 3 + ripple * u
     img = img * (1 - bead[..., None]) + (shade * bead)[..., None] * np.array([1.0, 0.98, 0.95], np.float32)
-    # End crater: a shallow dish at the end of the bead.
     crater = np.exp(-(((xx - (bx1 - hw * 0.4)) ** 2 + (yy - yc) ** 2) / (2 * (hw * 0.6) ** 2)))
     img -= 0.12 * crater[..., None]
+    return img
 
-    boxes: list[tuple[float, float, float, float]] = []  # canvas coordinates
-    dark = np.array([0.06, 0.05, 0.05], np.float32)
-    if code == 2:    # a hole through the plate at the middle of each window
-        for a, b in W:
-            cx, rx, ry = xt((a + b) / 2), rng.uniform(9, 12), rng.uniform(7, 9)
-            ang = np.arctan2(yy - yc, xx - cx)
-            rr = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - yc) / ry) ** 2)
-            ragged = 1 + 0.12 * np.sin(5 * ang + rng.uniform(0, 6)) + 0.08 * np.sin(9 * ang)
-            hole = np.clip((ragged - rr) * 4, 0, 1)
-            rim = np.exp(-((rr - ragged - 0.25) / 0.18) ** 2) * 0.5
-            img = img * (1 - hole[..., None]) + hole[..., None] * dark
-            img -= (rim * 0.25)[..., None]
-            boxes.append((cx - rx * 1.5, yc - ry * 1.5, cx + rx * 1.5, yc + ry * 1.5))
-    elif code == 3:  # pores across the bead within each window
-        for a, b in W:
-            xa, xb = xt(a), xt(b)
-            for _ in range(int(rng.integers(7, 13))):
-                px, py = rng.uniform(xa + 2, xb - 2), yc + rng.uniform(-0.6, 0.6) * hw
-                r = rng.uniform(2.5, 4.0)
-                rr = np.sqrt((xx - px) ** 2 + (yy - py) ** 2) / r
-                pore = np.clip((1 - rr) * 3, 0, 1)
-                lit = np.exp(-((rr - 1.1) / 0.25) ** 2) * np.clip((py - yy) / r, 0, 1) * 0.25
-                img = img * (1 - pore[..., None]) + pore[..., None] * dark
-                img += lit[..., None]
-            boxes.append((xa - 1, yc - hw - 3, xb + 1, yc + hw + 3))
-    elif code == 5:  # undercut: a dark groove melted into the plate along one toe
-        side = 1 if rng.random() < 0.5 else -1
-        for a, b in W:
-            xa, xb = xt(a), xt(b)
-            gy = yc + side * (hw + 1.5)
-            taper = np.clip(np.minimum(xx - xa, xb - xx) / 4.0, 0, 1)
-            groove = np.exp(-((yy - gy) / 1.6) ** 2) * taper
-            img = img * (1 - 0.85 * groove[..., None]) + (0.85 * groove)[..., None] * dark
-            edge = np.exp(-((yy - gy - side * 2.5) / 0.9) ** 2) * taper * 0.18
-            img += edge[..., None]
-            boxes.append((xa, gy - 5, xb, gy + 5))
-    elif code == 11:  # crater cracks: jagged lines radiating from the end crater
-        cx, cy = bx1 - hw * 0.4, yc
-        crack = np.zeros((ch, cw), np.float32)
-        angles = [0.0] + list(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 6))))
-        ext = 0.0
-        for ang in angles:
-            L = rng.uniform(10, 18)
-            pts = [(cx, cy)]
-            for s in range(1, 5):
-                jitter = rng.uniform(-0.5, 0.5)
-                pts.append((cx + np.cos(ang + jitter * 0.6) * L * s / 4,
-                            cy + np.sin(ang + jitter * 0.6) * L * s / 4))
-            for (ax, ay), (bx, by) in zip(pts, pts[1:]):
-                crack = np.maximum(crack, _segment(xx, yy, ax, ay, bx, by, 0.9))
-            ext = max(ext, L)
-        img = img * (1 - crack[..., None]) + crack[..., None] * dark
-        boxes.append((cx - ext - 2, cy - ext - 2, cx + ext + 2, cy + ext + 2))
 
+def _hole(img: np.ndarray, cv: _Canvas, windows, boxes: list, rng: np.random.Generator) -> np.ndarray:
+    """Burnthrough: a hole through the plate at the middle of each window."""
+    xx, yy, yc = cv.xx, cv.yy, cv.yc
+    for a, b in windows:
+        cx, rx, ry = cv.x((a + b) / 2), rng.uniform(9, 12), rng.uniform(7, 9)
+        ang = np.arctan2(yy - yc, xx - cx)
+        rr = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - yc) / ry) ** 2)
+        ragged = 1 + 0.12 * np.sin(5 * ang + rng.uniform(0, 6)) + 0.08 * np.sin(9 * ang)
+        hole = np.clip((ragged - rr) * 4, 0, 1)
+        rim = np.exp(-((rr - ragged - 0.25) / 0.18) ** 2) * 0.5
+        img = _darken(img, hole)
+        img -= (rim * 0.25)[..., None]
+        boxes.append((cx - rx * 1.5, yc - ry * 1.5, cx + rx * 1.5, yc + ry * 1.5))
+    return img
+
+
+def _pores(img: np.ndarray, cv: _Canvas, windows, boxes: list, rng: np.random.Generator) -> np.ndarray:
+    """Porosity: pores across the bead within each window."""
+    xx, yy, yc, hw = cv.xx, cv.yy, cv.yc, cv.hw
+    for a, b in windows:
+        xa, xb = cv.x(a), cv.x(b)
+        for _ in range(int(rng.integers(7, 13))):
+            px, py = rng.uniform(xa + 2, xb - 2), yc + rng.uniform(-0.6, 0.6) * hw
+            r = rng.uniform(2.5, 4.0)
+            rr = np.sqrt((xx - px) ** 2 + (yy - py) ** 2) / r
+            pore = np.clip((1 - rr) * 3, 0, 1)
+            lit = np.exp(-((rr - 1.1) / 0.25) ** 2) * np.clip((py - yy) / r, 0, 1) * 0.25
+            img = _darken(img, pore)
+            img += lit[..., None]
+        boxes.append((xa - 1, yc - hw - 3, xb + 1, yc + hw + 3))
+    return img
+
+
+def _undercut(img: np.ndarray, cv: _Canvas, windows, boxes: list, rng: np.random.Generator) -> np.ndarray:
+    """Undercut: a dark groove melted into the plate along one toe."""
+    xx, yy, yc, hw = cv.xx, cv.yy, cv.yc, cv.hw
+    side = 1 if rng.random() < 0.5 else -1
+    for a, b in windows:
+        xa, xb = cv.x(a), cv.x(b)
+        gy = yc + side * (hw + 1.5)
+        taper = np.clip(np.minimum(xx - xa, xb - xx) / 4.0, 0, 1)
+        groove = np.exp(-((yy - gy) / 1.6) ** 2) * taper
+        img = _darken(img, 0.85 * groove)
+        edge = np.exp(-((yy - gy - side * 2.5) / 0.9) ** 2) * taper * 0.18
+        img += edge[..., None]
+        boxes.append((xa, gy - 5, xb, gy + 5))
+    return img
+
+
+def _cracks(img: np.ndarray, cv: _Canvas, windows, boxes: list, rng: np.random.Generator) -> np.ndarray:
+    """Crater cracks: jagged lines radiating from the end crater (the window is the weld's end)."""
+    xx, yy = cv.xx, cv.yy
+    cx, cy = cv.bx1 - cv.hw * 0.4, cv.yc
+    crack = np.zeros(xx.shape, np.float32)
+    angles = [0.0] + list(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 6))))
+    ext = 0.0
+    for ang in angles:
+        L = rng.uniform(10, 18)
+        pts = [(cx, cy)]
+        for s in range(1, 5):
+            jitter = rng.uniform(-0.5, 0.5)
+            pts.append((cx + np.cos(ang + jitter * 0.6) * L * s / 4,
+                        cy + np.sin(ang + jitter * 0.6) * L * s / 4))
+        for (ax, ay), (bx, by) in zip(pts, pts[1:]):
+            crack = np.maximum(crack, _segment(xx, yy, ax, ay, bx, by, 0.9))
+        ext = max(ext, L)
+    img = _darken(img, crack)
+    boxes.append((cx - ext - 2, cy - ext - 2, cx + ext + 2, cy + ext + 2))
+    return img
+
+
+# Class code → what it leaves in the photos (codes not listed leave nothing).
+_PHOTO_DEFECTS = {2: _hole, 3: _pores, 5: _undercut, 11: _cracks}
+
+
+def _shots(img: np.ndarray, size: tuple[int, int], pad: int, n_images: int, boxes: list,
+           rng: np.random.Generator) -> tuple[list[np.ndarray], list[dict]]:
+    """`n_images` shots of the canvas, each shifted, exposed and tinted a little differently,
+    and the defect boxes as they fall in each shot (`regions` of truth.json)."""
+    w, h = size
     photos, regions = [], []
     for k in range(n_images):
         dx, dy = int(rng.integers(-pad + 2, pad - 1)), int(rng.integers(-pad + 4, pad - 3))

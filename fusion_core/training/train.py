@@ -21,30 +21,31 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..explain.engine import explain
+from ..explain.engine import Explanation, explain
+from ..explain.summaries import overlap_fraction
 from ..io.containers import iter_welds, load_weld
 from ..io.weld import Weld
 from ..models.checkpoint import load_checkpoint
 from ..models.encoders.demo import EncoderConfig, WeldEncoders, collate, preprocess
 from ..models.fusion import CrossAttentionFusionModule, FusionConfig, parameter_count
-from ..vocab import CLASS_NAMES, MODALITIES, weld_class
+from ..vocab import CLASS_NAMES, MODALITIES, TIME_MODALITIES, weld_class
 from .synth import generate_dataset
 
 FORMAT = "weld-fusion/1"
-TIME_MODALITIES = ("video", "audio", "sensor")
 
 
 # --------------------------------------------------------------------------- model
@@ -132,15 +133,18 @@ def prepare(welds: Iterable[Weld], cfg: EncoderConfig) -> list[dict]:
     torch.set_num_threads(1)  # small ops: a second thread only spins, and on a busy machine it stalls
     try:
         for w in welds:
-            if isinstance(w, dict):  # already preprocessed (with its label_code)
-                items.append(w)
-                continue
-            item = preprocess(w, cfg)
-            item["label_code"] = weld_class(w.weld_id, w.truth)
-            items.append(item)
+            # a dict is already preprocessed (with its label_code)
+            items.append(w if isinstance(w, dict) else labelled_item(w, cfg))
     finally:
         torch.set_num_threads(threads)
     return items
+
+
+def labelled_item(weld: Weld, cfg: EncoderConfig) -> dict:
+    """`preprocess` of one weld, with its class code as `label_code` (None: unknown)."""
+    item = preprocess(weld, cfg)
+    item["label_code"] = weld_class(weld.weld_id, weld.truth)
+    return item
 
 
 def _stack(items: list[dict], idx) -> tuple[dict, dict]:
@@ -220,25 +224,47 @@ def _train(train_src, out: Path, st: TrainSettings, seed: int, val_src, encoder_
     t_start = time.perf_counter()
 
     base_cfg = encoder_config or EncoderConfig()
-    items = [it for it in prepare(_load(train_src), base_cfg) if it["label_code"] is not None]
+    items, val_items = _datasets(train_src, val_src, base_cfg, st.val_fraction, rng)
+    t_prep = time.perf_counter() - t_start
+
+    codes = sorted({it["label_code"] for it in items} | {it["label_code"] for it in val_items})
+    model, aux = _build_model(base_cfg.fit_normalisation(items), codes, st, seed)
+    log(f"train: {len(items)} welds, val: {len(val_items)}, classes {codes}, "
+        f"{parameter_count(model):,} parameters, preprocessing {t_prep:.1f}s")
+    history: dict = {"settings": st.__dict__, "seed": seed, "classes": codes, "epochs": [],
+                     "parameters": parameter_count(model), "train_welds": len(items), "val_welds": len(val_items)}
+    _fit(model, aux, _Data(items, val_items, codes), st, gen, out, seed, history, log)
+    history["train_seconds"] = time.perf_counter() - t_start
+    history["preprocess_seconds"] = t_prep
+    (out / "train-history.json").write_text(json.dumps(history, indent=1))
+    return history
+
+
+def _datasets(train_src, val_src, cfg: EncoderConfig, val_fraction: float,
+              rng: np.random.Generator) -> tuple[list[dict], list[dict]]:
+    """(training items, validation items) with a known class; without `val_src`, a stratified
+    seeded `val_fraction` of the training welds is held out."""
+    items = [it for it in prepare(_load(train_src), cfg) if it["label_code"] is not None]
     if val_src is not None:
-        val_items = [it for it in prepare(_load(val_src), base_cfg) if it["label_code"] is not None]
-    else:  # stratified hold-out, seeded
+        val_items = [it for it in prepare(_load(val_src), cfg) if it["label_code"] is not None]
+    else:
         by_class: dict[int, list[int]] = {}
         for i, it in enumerate(items):
             by_class.setdefault(it["label_code"], []).append(i)
         val_idx = set()
         for idx in by_class.values():
-            k = max(1, int(round(len(idx) * st.val_fraction))) if len(idx) > 1 else 0
+            k = max(1, int(round(len(idx) * val_fraction))) if len(idx) > 1 else 0
             val_idx.update(rng.permutation(idx)[:k].tolist())
         val_items = [it for i, it in enumerate(items) if i in val_idx]
         items = [it for i, it in enumerate(items) if i not in val_idx]
     if not items:
         raise ValueError("no training welds with a known class")
-    t_prep = time.perf_counter() - t_start
+    return items, val_items
 
-    codes = sorted({it["label_code"] for it in items} | {it["label_code"] for it in val_items})
-    enc_cfg = base_cfg.fit_normalisation(items)
+
+def _build_model(enc_cfg: EncoderConfig, codes: list[int], st: TrainSettings,
+                 seed: int) -> tuple[WeldModel, nn.ModuleList]:
+    """The model and its per-modality auxiliary heads, initialised from `seed`."""
     fusion_cfg = FusionConfig(video_dim=enc_cfg.video_dim, image_dim=enc_cfg.image_dim,
                               audio_dim=enc_cfg.audio_dim, sensor_dim=enc_cfg.sensor_dim,
                               hidden_dim=st.hidden_dim, num_fusion_tokens=st.num_fusion_tokens,
@@ -252,90 +278,105 @@ def _train(train_src, out: Path, st: TrainSettings, seed: int, val_src, encoder_
     # easiest to read). Discarded after training.
     T, H = fusion_cfg.num_fusion_tokens, fusion_cfg.hidden_dim
     aux = nn.ModuleList([nn.Linear(T * H, len(codes)) for _ in MODALITIES])
-    labels = torch.tensor([codes.index(it["label_code"]) for it in items])
-    val_labels = torch.tensor([codes.index(it["label_code"]) for it in val_items])
-    log(f"train: {len(items)} welds, val: {len(val_items)}, classes {codes}, "
-        f"{parameter_count(model):,} parameters, preprocessing {t_prep:.1f}s")
+    return model, aux
 
+
+@dataclass
+class _Data:
+    """Preprocessed welds and their labels (indices into `codes`)."""
+
+    items: list[dict]
+    val_items: list[dict]
+    codes: list[int]
+    labels: torch.Tensor = field(init=False)
+    val_labels: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.labels = torch.tensor([self.codes.index(it["label_code"]) for it in self.items])
+        self.val_labels = torch.tensor([self.codes.index(it["label_code"]) for it in self.val_items])
+
+
+def _fit(model: WeldModel, aux: nn.ModuleList, data: _Data, st: TrainSettings, gen: torch.Generator, out: Path,
+         seed: int, history: dict, log) -> None:
+    """The epochs: train, validate, log, save demo-early (epoch 1) and demo-best."""
     opt = torch.optim.AdamW(list(model.parameters()) + list(aux.parameters()), lr=st.lr,
                             weight_decay=st.weight_decay)
-    steps_per_epoch = math.ceil(len(items) / st.batch_size)
+    steps_per_epoch = math.ceil(len(data.items) / st.batch_size)
     total = steps_per_epoch * st.epochs
     warm = min(steps_per_epoch, total // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-
-    history: dict = {"settings": st.__dict__, "seed": seed, "classes": codes, "epochs": [],
-                     "parameters": parameter_count(model), "train_welds": len(items), "val_welds": len(val_items)}
     best = (-1.0, float("inf"))
     step = 0
     for epoch in range(1, st.epochs + 1):
-        model.train()
         t0 = time.perf_counter()
-        order = torch.randperm(len(items), generator=gen)
-        tot_loss, tot_ok = 0.0, 0
-        for s in range(0, len(items), st.batch_size):
-            idx = order[s:s + st.batch_size].tolist()
-            inp, mk = _stack(items, idx)
-            mk = _drop_modalities(mk, st.modality_dropout, gen)
-            feats = model.encoders(inp, mk)
-            blocks = model.blocks(feats, mk)
-            logits = model.classifier(model.fusion.fuse_blocks(blocks))
-            y = labels[idx]
-            loss = F.cross_entropy(logits, y, label_smoothing=st.label_smoothing)
-            if st.aux_weight:
-                for j, m in enumerate(MODALITIES):
-                    rows = mk[m].any(1)
-                    if rows.any():
-                        z = aux[j](blocks[rows, j].flatten(1))
-                        loss = loss + st.aux_weight / len(MODALITIES) * F.cross_entropy(
-                            z, y[rows], label_smoothing=st.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            tot_loss += loss.item() * len(idx)
-            tot_ok += int((logits.argmax(1) == y).sum())
-        val_acc, val_loss = _evaluate(model, val_items, val_labels) if val_items else (float("nan"), float("nan"))
-        rec = {"epoch": epoch, "global_step": step, "train_loss": tot_loss / len(items),
-               "train_accuracy": tot_ok / len(items),
-               "val_accuracy": val_acc if val_items else None, "val_loss": val_loss if val_items else None,
+        steps, tot_loss, tot_ok = _train_epoch(model, aux, data, st, opt, sched, gen)
+        step += steps
+        has_val = bool(data.val_items)
+        val_acc, val_loss = _evaluate(model, data.val_items, data.val_labels) if has_val else (math.nan, math.nan)
+        rec = {"epoch": epoch, "global_step": step, "train_loss": tot_loss / len(data.items),
+               "train_accuracy": tot_ok / len(data.items),
+               "val_accuracy": val_acc if has_val else None, "val_loss": val_loss if has_val else None,
                "seconds": time.perf_counter() - t0}
         history["epochs"].append(rec)
         log(f"epoch {epoch:3d}  loss {rec['train_loss']:.3f}  train acc {rec['train_accuracy']:.3f}  "
             f"val acc {val_acc:.3f}  val loss {val_loss:.3f}  ({rec['seconds']:.1f}s)")
         # without a validation set there is no val accuracy: "null", never NaN (not valid JSON)
-        acc_text = f"{val_acc:.6f}" if val_items else "null"
+        acc_text = f"{val_acc:.6f}" if has_val else "null"
         meta = {"epoch": str(epoch), "global_step": str(step), "val_accuracy": acc_text,
                 "best_metric": acc_text, "train_seed": str(seed)}
         if epoch == 1:
             save_model(out / "demo-early.safetensors", model, **meta)
         # best = highest val accuracy, then lowest val loss; without a val set, the last epoch
-        key = (val_acc, val_loss) if val_items else (float(epoch), 0.0)
+        key = (val_acc, val_loss) if has_val else (float(epoch), 0.0)
         if key[0] > best[0] or (key[0] == best[0] and key[1] < best[1]):
             best = key
             save_model(out / "demo-best.safetensors", model, **meta)
             history["best_epoch"] = epoch
             history["best_val_accuracy"] = rec["val_accuracy"]
-    history["train_seconds"] = time.perf_counter() - t_start
-    history["preprocess_seconds"] = t_prep
-    (out / "train-history.json").write_text(json.dumps(history, indent=1))
-    return history
+
+
+def _train_epoch(model: WeldModel, aux: nn.ModuleList, data: _Data, st: TrainSettings,
+                 opt: torch.optim.Optimizer, sched, gen: torch.Generator) -> tuple[int, float, int]:
+    """One pass over the training welds in a seeded order: (steps, summed loss, correct predictions)."""
+    model.train()
+    order = torch.randperm(len(data.items), generator=gen)
+    steps, tot_loss, tot_ok = 0, 0.0, 0
+    for s in range(0, len(data.items), st.batch_size):
+        idx = order[s:s + st.batch_size].tolist()
+        inp, mk = _stack(data.items, idx)
+        mk = _drop_modalities(mk, st.modality_dropout, gen)
+        y = data.labels[idx]
+        loss, logits = _loss(model, aux, inp, mk, y, st)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        steps += 1
+        tot_loss += loss.item() * len(idx)
+        tot_ok += int((logits.argmax(1) == y).sum())
+    return steps, tot_loss, tot_ok
+
+
+def _loss(model: WeldModel, aux: nn.ModuleList, inp: dict, mk: dict, y: torch.Tensor,
+          st: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classification loss + the auxiliary heads' share, logits) of one training batch."""
+    feats = model.encoders(inp, mk)
+    blocks = model.blocks(feats, mk)
+    logits = model.classifier(model.fusion.fuse_blocks(blocks))
+    loss = F.cross_entropy(logits, y, label_smoothing=st.label_smoothing)
+    if st.aux_weight:
+        for j, m in enumerate(MODALITIES):
+            rows = mk[m].any(1)
+            if rows.any():
+                z = aux[j](blocks[rows, j].flatten(1))
+                loss = loss + st.aux_weight / len(MODALITIES) * F.cross_entropy(
+                    z, y[rows], label_smoothing=st.label_smoothing)
+    return loss, logits
 
 
 # --------------------------------------------------------------------------- quality
-
-def _overlap_fraction(pos: pd.DataFrame, windows: list) -> np.ndarray:
-    """Per token, the fraction of its time span inside any of the windows."""
-    t0 = pos["t0"].to_numpy(float)
-    t1 = pos["t1"].to_numpy(float)
-    inside = np.zeros_like(t0)
-    for w0, w1 in windows:
-        inside += np.clip(np.minimum(t1, w1) - np.maximum(t0, w0), 0, None)
-    return np.clip(inside / np.maximum(t1 - t0, 1e-12), 0, 1)
-
 
 def evaluate_quality(checkpoint_path: str | os.PathLike, welds: list[Weld], batch_size: int = 32) -> dict:
     """The demo-checkpoint figures on welds with truth.json, through the explanation engine.
@@ -349,67 +390,87 @@ def evaluate_quality(checkpoint_path: str | os.PathLike, welds: list[Weld], batc
       the raw weights averaged over heads and fusion tokens. A token counts by the fraction
       of its time span inside a window. Figures with nothing to count are None.
     """
-
     ck = load_checkpoint(checkpoint_path)
     if ck.encoders is None:
         raise ValueError(f"{checkpoint_path}: has no built-in encoders")
-    codes = ck.class_codes or list(range(len(ck.class_names or [])))
-    n = n_ok = 0
-    top_hits, top_total = 0, 0
-    loc = {"relevance": [], "attention": []}  # (mass_in, chance)
-    per_modality: dict[str, list] = {m: [] for m in TIME_MODALITIES}
+    tally = _Quality(codes=ck.class_codes or list(range(len(ck.class_names or []))))
     for s in range(0, len(welds), batch_size):
         chunk = welds[s:s + batch_size]
         batch = ck.encoders.encode(chunk)
         ex = explain(ck, batch, target="logit")
         pred = ex.logits.argmax(1)
         for b, w in enumerate(chunk):
-            code = weld_class(w.weld_id, w.truth)
-            truth = w.truth or {}
-            if code is not None:
-                n += 1
-                n_ok += int(codes[int(pred[b])] == code)
-            planted = [m for m in truth.get("modalities", []) if m in MODALITIES]
-            if code is None or code == 0 or not planted:
-                continue
-            top_total += 1
-            top_hits += int(ex.top_modality(b, "shapley") in planted)
-            windows = truth.get("windows") or []
-            if not windows:
-                continue
-            for m in planted:
-                if m not in TIME_MODALITIES or not ex.masks[m][b].any():
-                    continue
-                frac = _overlap_fraction(batch.positions[m][b], windows)
-                chance = float(frac.mean())
-                if chance <= 0 or chance >= 1:
-                    continue
-                for name, arr in (("relevance", ex.relevance[m][b].sum(0)),
-                                  ("attention", ex.attention[m][b].mean((0, 1)))):
-                    tot = float(arr.sum())
-                    if tot > 0:
-                        loc[name].append((float((arr * frac).sum()) / tot, chance))
-                        if name == "relevance":
-                            per_modality[m].append(loc[name][-1][0] / chance)
+            tally.add(ex, batch.positions, b, w, int(pred[b]))
+    return tally.figures()
 
-    def summary(pairs):
-        if not pairs:
-            return {"n": 0, "mean_ratio": None, "ratio_of_means": None, "mass_in_window": None,
-                    "chance_share": None}
-        a = np.asarray(pairs)
-        return {"n": len(a), "mean_ratio": float((a[:, 0] / a[:, 1]).mean()),
-                "ratio_of_means": float(a[:, 0].mean() / a[:, 1].mean()),
-                "mass_in_window": float(a[:, 0].mean()), "chance_share": float(a[:, 1].mean())}
 
-    return {
-        "welds": n, "accuracy": n_ok / n if n else None,
-        "defect_welds": top_total,
-        "shapley_top_is_planted": top_hits / top_total if top_total else None,
-        "relevance": summary(loc["relevance"]),
-        "attention": summary(loc["attention"]),
-        "relevance_ratio_by_modality": {m: float(np.mean(v)) if v else None
-                                        for m, v in per_modality.items()},
-    }
+@dataclass
+class _Quality:
+    """What `evaluate_quality` counts, weld by weld."""
+
+    codes: list[int]                  # class code of each classifier output
+    welds: int = 0
+    correct: int = 0
+    defect_welds: int = 0
+    top_is_planted: int = 0
+    loc: dict[str, list] = field(default_factory=lambda: {"relevance": [], "attention": []})   # (mass in, chance)
+    per_modality: dict[str, list] = field(default_factory=lambda: {m: [] for m in TIME_MODALITIES})
+
+    def add(self, ex: Explanation, positions: dict, b: int, w: Weld, predicted: int) -> None:
+        """Sample b of `ex` (weld `w`, `predicted` the classifier's top output)."""
+        code = weld_class(w.weld_id, w.truth)
+        truth = w.truth or {}
+        if code is not None:
+            self.welds += 1
+            self.correct += int(self.codes[predicted] == code)
+        planted = [m for m in truth.get("modalities", []) if m in MODALITIES]
+        if code is None or code == 0 or not planted:
+            return
+        self.defect_welds += 1
+        self.top_is_planted += int(ex.top_modality(b, "shapley") in planted)
+        windows = truth.get("windows") or []
+        if windows:
+            self._localisation(ex, positions, b, planted, windows)
+
+    def _localisation(self, ex: Explanation, positions: dict, b: int, planted: list[str], windows: list) -> None:
+        """Relevance and attention mass in the truth windows, per planted time modality with data."""
+        for m in planted:
+            if m not in TIME_MODALITIES or not ex.masks[m][b].any():
+                continue
+            frac = overlap_fraction(positions[m][b], windows)
+            chance = float(frac.mean())
+            if chance <= 0 or chance >= 1:
+                continue
+            for name, arr in (("relevance", ex.relevance[m][b].sum(0)),
+                              ("attention", ex.attention[m][b].mean((0, 1)))):
+                tot = float(arr.sum())
+                if tot > 0:
+                    self.loc[name].append((float((arr * frac).sum()) / tot, chance))
+                    if name == "relevance":
+                        self.per_modality[m].append(self.loc[name][-1][0] / chance)
+
+    def figures(self) -> dict:
+        n, top_total = self.welds, self.defect_welds
+        return {
+            "welds": n, "accuracy": self.correct / n if n else None,
+            "defect_welds": top_total,
+            "shapley_top_is_planted": self.top_is_planted / top_total if top_total else None,
+            "relevance": _ratios(self.loc["relevance"]),
+            "attention": _ratios(self.loc["attention"]),
+            "relevance_ratio_by_modality": {m: float(np.mean(v)) if v else None
+                                            for m, v in self.per_modality.items()},
+        }
+
+
+def _ratios(pairs: list[tuple[float, float]]) -> dict:
+    """Summary of (mass in windows, chance share) pairs."""
+    if not pairs:
+        return {"n": 0, "mean_ratio": None, "ratio_of_means": None, "mass_in_window": None,
+                "chance_share": None}
+    a = np.asarray(pairs)
+    return {"n": len(a), "mean_ratio": float((a[:, 0] / a[:, 1]).mean()),
+            "ratio_of_means": float(a[:, 0].mean() / a[:, 1].mean()),
+            "mass_in_window": float(a[:, 0].mean()), "chance_share": float(a[:, 1].mean())}
 
 
 # --------------------------------------------------------------------------- entry points
@@ -425,15 +486,10 @@ def _generate_part(args) -> list[str]:
 
 def _read_and_preprocess(args) -> dict:
     path, cfg = args
-    w = load_weld(path)
-    item = preprocess(w, EncoderConfig.from_dict(cfg))
-    item["label_code"] = weld_class(w.weld_id, w.truth)
-    return item
+    return labelled_item(load_weld(path), EncoderConfig.from_dict(cfg))
 
 
-def _pool(workers: int):
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+def _pool(workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: a forked child inherits torch's thread pool in a broken state
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
 

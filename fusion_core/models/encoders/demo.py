@@ -300,48 +300,51 @@ def preprocess(weld: Weld, config: EncoderConfig | None = None) -> dict:
     duration = float(weld.duration)
     if not duration > 0:
         duration = 1.0
-    inputs: dict[str, np.ndarray] = {}
-    masks: dict[str, np.ndarray] = {}
-    positions: dict[str, pd.DataFrame] = {}
+    parts = {"sensor": _prep_sensor(weld, cfg, duration, "sensor" in present),
+             "audio": _prep_audio(weld, cfg, duration, "audio" in present),
+             "video": _prep_video(weld, cfg, duration, "video" in present),
+             "image": _prep_images(weld, cfg)}
+    return {"weld_id": weld.weld_id, "inputs": {m: p[0] for m, p in parts.items()},
+            "masks": {m: p[1] for m, p in parts.items()}, "positions": {m: p[2] for m, p in parts.items()}}
 
-    # sensor
+
+def _prep_sensor(weld: Weld, cfg: EncoderConfig, duration: float, here: bool):
     t0, t1 = _tiles(duration, cfg.sensor_len)
-    positions["sensor"] = pd.DataFrame({"t0": t0, "t1": t1})
-    if "sensor" in present:
-        inputs["sensor"] = _sensor_tokens(weld, cfg, t0, t1)
-    else:
-        inputs["sensor"] = np.zeros((cfg.sensor_len, 3 * len(SENSOR_CHANNELS)), np.float32)
-    masks["sensor"] = np.full(cfg.sensor_len, "sensor" in present)
+    x = (_sensor_tokens(weld, cfg, t0, t1) if here
+         else np.zeros((cfg.sensor_len, 3 * len(SENSOR_CHANNELS)), np.float32))
+    return x, np.full(cfg.sensor_len, here), pd.DataFrame({"t0": t0, "t1": t1})
 
-    # audio
+
+def _prep_audio(weld: Weld, cfg: EncoderConfig, duration: float, here: bool):
     t0, t1 = _tiles(duration, cfg.audio_len)
-    positions["audio"] = pd.DataFrame({"t0": t0, "t1": t1})
-    if "audio" in present:
-        inputs["audio"] = _audio_tokens(weld, cfg, duration)
-    else:
-        inputs["audio"] = np.zeros((cfg.audio_len, cfg.audio_frames_per_token * cfg.n_mels), np.float32)
-    masks["audio"] = np.full(cfg.audio_len, "audio" in present)
+    x = (_audio_tokens(weld, cfg, duration) if here
+         else np.zeros((cfg.audio_len, cfg.audio_frames_per_token * cfg.n_mels), np.float32))
+    return x, np.full(cfg.audio_len, here), pd.DataFrame({"t0": t0, "t1": t1})
 
-    # video: token order is (segment, patch row, patch col)
+
+def _prep_video(weld: Weld, cfg: EncoderConfig, duration: float, here: bool):
+    """Token order is (segment, patch row, patch col)."""
     gh, gw = cfg.video_grid
     P = gh * gw
     t0, t1 = _tiles(duration, cfg.video_segments)
-    if "video" in present:
-        inputs["video"], f0, f1 = _video_tokens(weld, cfg, t0, t1)
+    if here:
+        x, f0, f1 = _video_tokens(weld, cfg, t0, t1)
         H, W = weld.video.shape[1:3]
     else:
-        inputs["video"] = np.zeros((cfg.video_segments, 6, *cfg.video_size), np.uint8)
+        x = np.zeros((cfg.video_segments, 6, *cfg.video_size), np.uint8)
         f0 = f1 = np.full(cfg.video_segments, -1)
         H, W = cfg.video_size
     box = _boxes(gh, gw, H, W)
-    positions["video"] = pd.DataFrame({
+    pos = pd.DataFrame({
         "t0": np.repeat(t0, P), "t1": np.repeat(t1, P),
         "frame0": np.repeat(f0, P), "frame1": np.repeat(f1, P),
         **{k: np.tile(v, cfg.video_segments) for k, v in box.items()},
     })
-    masks["video"] = np.full(cfg.seq_len("video"), "video" in present)
+    return x, np.full(cfg.seq_len("video"), here), pos
 
-    # photos: token order is (image, patch row, patch col)
+
+def _prep_images(weld: Weld, cfg: EncoderConfig):
+    """Token order is (image, patch row, patch col); boxes in the file's pixels, like truth.json regions."""
     gh, gw = cfg.image_grid
     P = gh * gw
     imgs = np.zeros((cfg.max_images, 6, *cfg.image_size), np.uint8)
@@ -358,15 +361,11 @@ def preprocess(weld: Weld, config: EncoderConfig | None = None) -> dict:
             img_mask[j * P:(j + 1) * P] = True
             h, w = im.shape[:2]
             if j < len(weld.image_sizes) and weld.image_sizes[j]:
-                w, h = weld.image_sizes[j]  # boxes in the file's pixels, like truth.json regions
+                w, h = weld.image_sizes[j]
         else:
             h, w = cfg.image_size
-        b = _boxes(gh, gw, h, w)
-        rows.append(pd.DataFrame({"image": np.full(P, j), **b}))
-    inputs["image"] = imgs
-    masks["image"] = img_mask
-    positions["image"] = pd.concat(rows, ignore_index=True)
-    return {"weld_id": weld.weld_id, "inputs": inputs, "masks": masks, "positions": positions}
+        rows.append(pd.DataFrame({"image": np.full(P, j), **_boxes(gh, gw, h, w)}))
+    return imgs, img_mask, pd.concat(rows, ignore_index=True)
 
 
 def collate(items: list[dict]) -> dict:

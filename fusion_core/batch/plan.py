@@ -1,0 +1,278 @@
+"""Weld sources of a batch run: which welds a folder or zip holds, found without reading a
+file, and each one read, hashed, decoded and preprocessed into what the model side needs.
+
+Grouping, weld ids, file choice and the zip-entry safety rule are the readers' own
+(`fusion_core.io.layout`, `fusion_core.io.containers`), applied to paths; the bytes are
+decoded by the readers' `decode_weld`. `prepare_source` runs in the decoding worker
+processes (`init_worker` + `worker_prepare` for the local engine, `ray_prepare` for Ray):
+this module imports no more than they need, since every spawned worker imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..explain.summaries import truth_windows
+from ..io.containers import check_zip_entry, decode_weld, zip_members
+from ..io.layout import choose, folder_rels, group, is_junk, natural, weld_digest, weld_id_of
+from ..io.limits import DEFAULT_LIMITS, Limits
+from ..io.weld import Weld
+from ..models.encoders.demo import EncoderConfig, preprocess
+from ..vocab import weld_class
+
+# =========================================================================== weld sources
+
+
+@dataclass(frozen=True)
+class WeldSource:
+    """One weld of a container, found without reading any file.
+
+    `files` are the chosen files as (name in the weld digest, member): the member is a
+    path relative to the container folder, or a zip entry name. `problem` is set when the
+    weld cannot be read as laid out (ambiguous files, too many photos): it becomes an
+    error row.
+    """
+
+    container: str
+    folder: str                     # weld folder inside the container, posix; '' = the container
+    weld_id: str
+    files: tuple[tuple[str, str], ...]
+    is_zip: bool = False
+    problem: str | None = None
+
+    @property
+    def source(self) -> str:
+        """What the results call this weld: its folder inside --samples ('.' for the container)."""
+        return self.folder or "."
+
+    @property
+    def where(self) -> str:
+        return f"{self.container}/{self.folder}" if self.folder else self.container
+
+
+def _zip_members(path: Path, limits: Limits) -> dict[str, str]:
+    """rel path -> zip entry name. Entries that could escape or mislead are refused up front."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise InputError(path, f"not a readable zip archive ({e})") from None
+    with zf:
+        return {rel: info.filename for rel, info in zip_members(zf, str(path), limits).items()}
+
+
+def _members(p: Path, limits: Limits) -> tuple[dict[str, str], str, bool]:
+    """(rel path -> member, default weld id, is a zip) of a folder or a .zip."""
+    if p.is_dir():
+        return {r: r for r in folder_rels(p, limits)}, p.resolve().name, False
+    if p.suffix.lower() == ".zip":
+        members = _zip_members(p, limits)
+        nested = [r for r in members if r.lower().endswith(".zip") and not is_junk(r)]
+        if nested:
+            raise InputError(f"{p}/{nested[0]}", "nested zip archive; unzip it first")
+        return members, p.stem, True
+    raise InputError(p, "expected a weld folder, a folder of weld folders or a .zip")
+
+
+def list_weld_sources(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> list[WeldSource]:
+    """Every weld in a folder of weld folders (or one weld folder, or a .zip), sorted by weld id,
+    without reading a file. Same grouping, ids and file choice as the readers (`fusion_core.io.layout`)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "no such file or folder")
+    members, default, is_zip = _members(p, limits)
+    groups = group(members)
+    if not groups:
+        raise InputError(path, "no weld found: expected a folder with <part_no>.avi, <part_no>.flac or .wav, "
+                               "<part_no>.csv or images/*.jpg")
+    out = []
+    for d, rels in groups.items():
+        wid = weld_id_of(d, rels, default)
+        chosen, problem = choose(rels, wid, limits)
+        files = tuple((name, members[r]) for name, r in chosen)
+        out.append(WeldSource(container=str(p), folder=d, weld_id=wid, files=files, is_zip=is_zip,
+                              problem=problem))
+    out.sort(key=lambda s: (natural(s.weld_id), s.folder))
+    return out
+
+
+# =========================================================================== reading (workers)
+
+_ZIPS: dict[str, zipfile.ZipFile] = {}   # per process: one open handle per zip
+
+
+def _read_file(src: WeldSource, member: str, budget: int, limits: Limits) -> bytes:
+    full = Path(src.container) / member
+    try:
+        if full.stat().st_size > budget:
+            raise InputError(src.where, f"weld files add up to more than {limits.max_total_bytes} bytes")
+        return full.read_bytes()
+    except OSError as e:
+        raise InputError(full, f"cannot read: {e.strerror or e}") from None
+
+
+def _open_zip(container: str) -> zipfile.ZipFile:
+    zf = _ZIPS.get(container)
+    if zf is None:
+        try:
+            zf = _ZIPS[container] = zipfile.ZipFile(container)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise InputError(container, f"not a readable zip archive ({e})") from None
+    return zf
+
+
+def _read_entry(src: WeldSource, member: str, budget: int, limits: Limits) -> bytes:
+    where = f"{src.container}/{member}"
+    zf = _open_zip(src.container)
+    try:
+        info = zf.getinfo(member)
+        check_zip_entry(info, where, limits)
+        if info.file_size > budget:
+            raise InputError(src.where, f"weld files add up to more than {limits.max_total_bytes} bytes")
+        with zf.open(info) as fh:
+            data = fh.read(info.file_size + 1)   # inflate at most one byte past the declared size
+    except InputError:
+        raise
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+        raise InputError(where, f"corrupt zip entry ({e})") from None
+    if len(data) != info.file_size:
+        raise InputError(where, f"corrupt zip entry ({len(data)} bytes, {info.file_size} declared)")
+    return data
+
+
+def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, bytes]:
+    """The bytes of a weld's chosen files, keyed by their digest names."""
+    if src.problem:
+        raise InputError(src.where, src.problem)
+    read = _read_entry if src.is_zip else _read_file
+    blobs: dict[str, bytes] = {}
+    left = limits.max_total_bytes
+    for name, member in src.files:
+        data = read(src, member, left, limits)
+        left -= len(data)
+        blobs[name] = data
+    return blobs
+
+
+def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS) -> Weld:
+    """A `Weld` from bytes `read_source` gave (through the readers' own decoding)."""
+    return decode_weld(src.weld_id, src.where,
+                       [(name, PurePosixPath(name).name, data) for name, data in blobs.items()], limits=limits)
+
+
+# =========================================================================== preparing (workers)
+
+@dataclass
+class PrepState:
+    """What a worker needs besides the weld: encoder configs and the keys already done."""
+
+    configs: dict[str, dict]                  # config key -> EncoderConfig dict
+    checkpoints: list[tuple[str, str]]        # (sha256, config key), in run order
+    done: frozenset = frozenset()             # {(weld digest, checkpoint sha256)}
+    limits: Limits = DEFAULT_LIMITS
+
+
+_CONFIGS: dict[str, EncoderConfig] = {}   # per process: config key -> EncoderConfig
+
+
+def internal_error(e: Exception) -> str:
+    """The error text of a weld that tripped a bug (recorded, so that a long run goes on)."""
+    return f"internal error ({type(e).__name__}): {' '.join(str(e).split())[:300]}"
+
+
+def _weld_error(src: WeldSource, e: InputError) -> str:
+    """The error, naming the file relative to --samples (the readers name it in several ways)."""
+    name = e.source
+    if name.startswith(src.container + "/"):
+        name = name[len(src.container) + 1:]
+    elif name in ("", "upload", src.container):
+        name = src.source
+    elif "/" not in name and src.folder:
+        name = f"{src.folder}/{name}"
+    return f"{name}: {e.problem}"
+
+
+def source_meta(src: WeldSource) -> dict:
+    """What rows say about a weld before it is read (the rest is filled in as it is)."""
+    return {"weld_id": src.weld_id, "source": src.source, "weld_digest": None, "truth": None,
+            "class_code": weld_class(src.weld_id, None), "duration_s": None, "present": None, "windows": []}
+
+
+def error_prep(meta: dict, state: PrepState, error: str) -> dict:
+    """A weld that failed: an error row for every checkpoint that has no good row for it yet."""
+    digest = meta["weld_digest"]
+    needs = [sha for sha, _ in state.checkpoints if digest is None or (digest, sha) not in state.done]
+    return {"status": "error", "meta": meta, "needs": needs, "error": error}
+
+
+def prepare_source(src: WeldSource, state: PrepState) -> dict:
+    """Read, hash, decode and preprocess one weld: what the model side needs, picklable.
+
+    {"status": "skip" | "ok" | "error", "meta": {...}, "needs": [sha, ...], "items": {cfg key: item},
+     "error": str}. Never raises for a bad weld.
+    """
+    meta = source_meta(src)
+    try:
+        return _prepare(src, state, meta)
+    except InputError as e:
+        err = _weld_error(src, e)
+    except MemoryError:
+        err = "out of memory while reading this weld"
+    except Exception as e:  # a weld that trips a bug must not stop a 4,000-weld run: record it
+        err = internal_error(e)
+    return error_prep(meta, state, err)
+
+
+def _prepare(src: WeldSource, state: PrepState, meta: dict) -> dict:
+    """`prepare_source` for a weld that reads; fills `meta` in as it goes (an error keeps what is known)."""
+    blobs = read_source(src, state.limits)
+    digest = meta["weld_digest"] = weld_digest(blobs)
+    needs = [sha for sha, _ in state.checkpoints if (digest, sha) not in state.done]
+    if not needs:
+        return {"status": "skip", "meta": meta, "needs": []}
+    weld = decode_source(src, blobs, state.limits)
+    del blobs
+    truth = weld.truth if isinstance(weld.truth, dict) else None
+    duration = float(weld.duration)
+    meta.update(truth=json.dumps(truth, sort_keys=True, separators=(",", ":")) if truth is not None else None,
+                class_code=weld_class(weld.weld_id, truth), duration_s=duration if duration > 0 else 1.0,
+                present=",".join(weld.present), windows=truth_windows(truth))
+    items = {}
+    for key in dict.fromkeys(k for sha, k in state.checkpoints if sha in needs):
+        if key not in _CONFIGS:
+            _CONFIGS[key] = EncoderConfig.from_dict(state.configs[key])
+        items[key] = preprocess(weld, _CONFIGS[key])
+    return {"status": "ok", "meta": meta, "needs": needs, "items": items}
+
+
+# =========================================================================== worker glue
+
+_WORKER_STATE: PrepState | None = None
+
+
+def init_worker(state: PrepState) -> None:
+    """Initializer of a local decoding process."""
+    global _WORKER_STATE
+    torch.set_num_threads(1)
+    _WORKER_STATE = state
+
+
+def worker_prepare(src: WeldSource) -> dict:
+    """`prepare_source` in a local decoding process (`init_worker` gave it the state)."""
+    assert _WORKER_STATE is not None
+    return prepare_source(src, _WORKER_STATE)
+
+
+def ray_prepare(batch: dict, state: PrepState) -> dict:
+    """Ray Data `map_batches` step: pickled `WeldSource`s in, pickled `prepare_source` results out."""
+    torch.set_num_threads(1)
+    return {"payload": np.array([pickle.dumps(prepare_source(pickle.loads(t), state), protocol=5)
+                                 for t in batch["task"]], dtype=object)}
