@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fusion_core.explain.engine import explain, modality_shapley  # noqa: E402
-from fusion_core.explain.shapley import shapley_from_values  # noqa: E402
-from fusion_core.io.features import FeatureBatch  # noqa: E402
-from fusion_core.models.fusion import CrossAttentionFusionModule  # noqa: E402
-from fusion_core.vocab import MODALITIES  # noqa: E402
+from fusion_core.explain.engine import explain, modality_shapley
+from fusion_core.explain.shapley import shapley_from_values
+from fusion_core.io.features import FeatureBatch
+from fusion_core.models.fusion import CrossAttentionFusionModule
+from fusion_core.vocab import MODALITIES
 
 SEQ = {"video": 8, "image": 5, "audio": 12, "sensor": 256}   # the seed's test sizes
 REPEATS = 7

@@ -65,7 +65,8 @@ def _write_json(path: str, obj: dict) -> None:
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".part")
-        tmp.write_text(json.dumps(obj, indent=None, separators=(",", ":"), allow_nan=False))
+        with open(tmp, "w") as f:   # streamed: a big result is never held as one string
+            json.dump(obj, f, indent=None, separators=(",", ":"), allow_nan=False)
         tmp.replace(out)
     except OSError as e:
         raise InputError(path, f"cannot write output: {e.strerror or e}") from None

@@ -217,13 +217,16 @@ def test_big_training_file_is_read_lazily(tmp_path):
     sd["image_encoder.backbone.blob"] = torch.ones(160 * 1024 ** 2)          # 640 MB of "backbone"
     torch.save({"model_state_dict": sd, "config": TRAINING_CONFIG}, path)
     del sd
+    # VmHWM, not ru_maxrss: Linux carries the parent's (pytest's) high-water mark across exec
+    # into ru_maxrss, which would hide the child's own growth.
     code = textwrap.dedent(f"""
-        import resource, torch
+        import torch
         from fusion_core.models.checkpoint import load_checkpoint
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        def hwm():
+            return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+        base = hwm()
         ck = load_checkpoint({str(path)!r})
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(ck.info.heads, (peak - base) // 1024)
+        print(ck.info.heads, (hwm() - base) // 1024)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     heads, grew_mb = map(int, out.split())

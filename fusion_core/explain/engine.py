@@ -279,8 +279,23 @@ def explain(model, inputs: FeatureBatch, *, baseline: str = "drop-attention", ta
     else:
         ref_mean = {}
     if isinstance(fusion, DummyCrossAttentionFusion):
-        return _explain_dummy(parts, inputs, baseline, target, ref_mean, ref_emb, notes)
-    return _explain_attention(parts, inputs, baseline, target, ref_mean, ref_emb, notes, relevance)
+        exp = _explain_dummy(parts, inputs, baseline, target, ref_mean, ref_emb, notes)
+    else:
+        exp = _explain_attention(parts, inputs, baseline, target, ref_mean, ref_emb, notes, relevance)
+    return _finite(exp, src)
+
+
+def _finite(exp: Explanation, source: str) -> Explanation:
+    """No NaN or Inf leaves the engine: values that overflow are an error naming the input."""
+    arrays = {"contributions": list(exp.contributions.values()), "coalition values": [exp.coalition_values],
+              "token Shapley": [exp.token_shapley], "attention": list(exp.attention.values()),
+              "relevance": list(exp.relevance.values()), "value norms": list(exp.value_norms.values())}
+    for what, items in arrays.items():
+        for a in items:
+            if not np.isfinite(a).all():
+                raise InputError(source, f"the explanation's {what} overflowed to NaN/Inf: the features are too "
+                                         "large for float32 arithmetic (rescale them)")
+    return exp
 
 
 
