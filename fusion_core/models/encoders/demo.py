@@ -446,45 +446,44 @@ def _patch_stem(in_ch: int, dim: int, patch: int) -> nn.Sequential:
                          nn.Conv2d(mid, dim, 4, stride=4))
 
 
-class VideoEncoder(nn.Module):
+class _PatchEncoder(nn.Module):
+    """Conv patch stem over groups of 6-channel pictures (mean+max or mean+min), + patch and
+    group embeddings (time bin for video, photo index for images), LayerNorm."""
+
+    def __init__(self, dim: int, grid: tuple[int, int], patch: int):
+        super().__init__()
+        self.stem = _patch_stem(6, dim, patch)
+        self.patch_pos = nn.Parameter(torch.zeros(grid[0] * grid[1], dim))
+        self.norm = nn.LayerNorm(dim)
+
+    def embed(self, x: torch.Tensor, group_pos: torch.Tensor) -> torch.Tensor:  # (B, G, 6, h, w) uint8
+        B, G = x.shape[:2]
+        z = (x.flatten(0, 1).float() / 255.0 - 0.5) / 0.25
+        h = self.stem(z).flatten(2).transpose(1, 2) + self.patch_pos  # (B*G, P, D)
+        h = h.reshape(B, G, -1, h.shape[-1]) + group_pos[None, :, None]
+        return self.norm(h.flatten(1, 2))
+
+
+class VideoEncoder(_PatchEncoder):
     """Tubelets: per time bin, mean+max frame → conv patch stem; + time and patch embeddings."""
 
     def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        D = cfg.video_dim
-        gh, gw = cfg.video_grid
-        self.stem = _patch_stem(6, D, cfg.video_patch)
-        self.patch_pos = nn.Parameter(torch.zeros(gh * gw, D))
-        self.register_buffer("time_pos", sinusoidal(cfg.video_segments, D) * 0.1, persistent=False)
-        self.norm = nn.LayerNorm(D)
+        super().__init__(cfg.video_dim, cfg.video_grid, cfg.video_patch)
+        self.register_buffer("time_pos", sinusoidal(cfg.video_segments, cfg.video_dim) * 0.1, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, 6, h, w) uint8
-        B, L = x.shape[:2]
-        z = (x.flatten(0, 1).float() / 255.0 - 0.5) / 0.25
-        h = self.stem(z).flatten(2).transpose(1, 2)  # (B*L, P, D)
-        h = h + self.patch_pos
-        h = h.reshape(B, L, -1, h.shape[-1]) + self.time_pos[None, :, None]
-        return self.norm(h.flatten(1, 2))
+        return self.embed(x, self.time_pos)
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(_PatchEncoder):
     """ViT-style patch embedding per photo; + patch and image-index embeddings."""
 
     def __init__(self, cfg: EncoderConfig):
-        super().__init__()
-        D = cfg.image_dim
-        gh, gw = cfg.image_grid
-        self.stem = _patch_stem(6, D, cfg.image_patch)
-        self.patch_pos = nn.Parameter(torch.zeros(gh * gw, D))
-        self.image_pos = nn.Parameter(torch.zeros(cfg.max_images, D))
-        self.norm = nn.LayerNorm(D)
+        super().__init__(cfg.image_dim, cfg.image_grid, cfg.image_patch)
+        self.image_pos = nn.Parameter(torch.zeros(cfg.max_images, cfg.image_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, 6, h, w) uint8
-        B, N = x.shape[:2]
-        z = (x.flatten(0, 1).float() / 255.0 - 0.5) / 0.25
-        h = self.stem(z).flatten(2).transpose(1, 2) + self.patch_pos  # (B*N, P, D)
-        h = h.reshape(B, N, -1, h.shape[-1]) + self.image_pos[None, :, None]
-        return self.norm(h.flatten(1, 2))
+        return self.embed(x, self.image_pos)
 
 
 @dataclass
