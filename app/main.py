@@ -1,22 +1,24 @@
 """The dashboard: `streamlit run app/main.py` (from the repository root, `make run`).
 
-Pages (st.navigation, one file each): Explore (default), Compare, Dataset.
+The router: one `st.Page` per page function (app/screens/), Explore the default at /, then
+Compare (/compare) and Dataset (/dataset). `fusion_core` and `app` are installed into the
+environment (`pip install -e .`), so nothing here touches sys.path.
+
+The page functions live in app/screens/, not app/pages/: a folder named `pages` next to
+the main script turns on Streamlit's older multipage mode, which (until the first
+st.navigation call of the server, and in every AppTest run) executes pages/<name>.py as
+the page itself, a module that only defines functions: a blank page.
 """
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run app/main.py` without `-m` puts only app/ on the path
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
+from app.screens import compare, dataset, explore
 
-import app.preload  # noqa: E402,F401  (one thread imports what the pages need: see app/preload.py)
 
-st.set_page_config(page_title="Weld fusion attention", layout="wide")
-PAGES = [
-    st.Page("pages/explore.py", title="Explore", default=True),
-    st.Page("pages/compare.py", title="Compare"),
-    st.Page("pages/dataset.py", title="Dataset"),
-]
-st.navigation(PAGES).run()
+def main() -> None:
+    st.set_page_config(page_title="Weld fusion attention", layout="wide")
+    st.navigation([explore.page(), compare.page(), dataset.page()]).run()
+
+
+if __name__ == "__main__":      # Streamlit runs this file as __main__
+    main()

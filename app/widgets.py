@@ -1,4 +1,5 @@
-"""Input widgets shared by the pages: checkpoint picker/uploader and weld picker/uploaders.
+"""Input widgets shared by the pages: checkpoint picker/uploader, weld picker/uploaders,
+the target and map-kind selectors, and the hand-over of a weld from one page to Explore.
 
 Every user-input problem is shown with `st.error(str(err))` (the `InputError` names the
 file and the problem) and the picker returns the last input that worked, kept in
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from fusion_core.models.checkpoint import SEED_DEFAULT_HEADS, LoadedCheckpoint
 from fusion_core.errors import InputError
+from fusion_core.explain.engine import MAP_KINDS
 from fusion_core.io.features import FeatureBatch
 from fusion_core.io.weld import Weld
-from fusion_core.vocab import CLASS_NAMES
+from fusion_core.models.checkpoint import SEED_DEFAULT_HEADS, LoadedCheckpoint
+from fusion_core.vocab import CLASS_NAMES, class_code_of
 
-from app import state
+from app import services
 
 UPLOAD_CKPT = "Upload a checkpoint…"
 SAMPLE, ZIP, FILES, FEATURES = "Sample weld", "Upload a zip", "Upload weld files", "Upload a feature file"
@@ -88,10 +90,9 @@ class WeldInput:
 
 
 def class_label(name: str) -> str:
-    code = name[-2:]
-    if len(name) >= 2 and code.isdigit() and int(code) in CLASS_NAMES:
-        return f"{name} · {CLASS_NAMES[int(code)]}"
-    return name
+    """A weld id with the class its part number names: "000103 · burnthrough"."""
+    code = class_code_of(name)
+    return name if code is None else f"{name} · {CLASS_NAMES[code]}"
 
 
 def _index(options: list[str], wanted: str | None, fallback: int = 0) -> int:
@@ -124,7 +125,7 @@ def checkpoint_facts(ck: LoadedCheckpoint) -> None:
     if "hidden" in d:
         parts.append(f"H={d['hidden']}" + (f", T={d['tokens']}" if "tokens" in d else ""))
     if i.heads is not None:
-        src = i.heads_source.split(" (")[0]
+        src = "assumed" if getattr(i, "heads_assumed", False) else i.heads_source.split(" (")[0]
         parts.append(f"{i.heads} heads ({src})")
     if i.epoch is not None:
         parts.append(f"epoch {i.epoch}")
@@ -141,7 +142,7 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
     """Pick a checkpoint from the data folder's checkpoints/ or upload one; shows its facts.
 
     A head-count input appears when the file does not say how many heads it has."""
-    files = state.list_checkpoints()
+    files = services.list_checkpoints()
     names = [p.name for p in files]
     external = st.session_state.get(f"{key}_external")          # (label, LoadedCheckpoint) from another page
     options = names + ([external[0]] if external else []) + [UPLOAD_CKPT]
@@ -155,13 +156,13 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
             up = st.file_uploader("Checkpoint file", type=["safetensors", "pt", "pth", "ckpt"],
                                   key=f"{key}_ckpt_upload", help="Read weights-only; nothing in the file runs.")
             if up is not None:
-                ck = state.checkpoint_from_upload(up.name, upload_bytes(up), heads)
+                ck = services.checkpoint_from_upload(up.name, upload_bytes(up), heads)
             else:
                 st.caption("Choose a .safetensors, .pt, .pth or .ckpt file.")
         elif external and choice == external[0]:
             ck = external[1]
         else:
-            ck = state.checkpoint_from_path(files[names.index(choice)], heads)
+            ck = services.checkpoint_from_path(files[names.index(choice)], heads)
     except InputError as e:
         st.error(str(e))
         ck = None
@@ -184,14 +185,14 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
 # --------------------------------------------------------------------------- welds
 
 def _sample_weld(key: str, wanted: str | None) -> WeldInput | None:
-    folders = state.list_weld_folders()
+    folders = services.list_weld_folders()
     if not folders:
-        st.warning(f"No sample welds in {state.data_dir()}.")
+        st.warning(f"No sample welds in {services.data_dir()}.")
         return None
     ids = [p.name for p in folders]
     choice = st.selectbox("Weld", ids, format_func=class_label, key=f"{key}_sample",
                           **_initial(f"{key}_sample", _index(ids, wanted)))
-    weld = state.weld_from_folder(folders[ids.index(choice)])
+    weld = services.weld_from_folder(folders[ids.index(choice)])
     return WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
 
 
@@ -219,25 +220,25 @@ def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None
         elif source == ZIP:
             up = st.file_uploader("Zipped weld folder(s)", type=["zip"], key=f"{key}_zip")
             if up is not None:
-                got = _pick_one(key, state.welds_from_zip(up.name, upload_bytes(up)), up.name)
+                got = _pick_one(key, services.welds_from_zip(up.name, upload_bytes(up)), up.name)
         elif source == FILES:
             ups = st.file_uploader("Weld files (.avi, .flac/.wav, .csv, photos, truth.json)",
                                    type=WELD_FILE_TYPES, accept_multiple_files=True, key=f"{key}_files")
             if ups:
-                weld = state.weld_from_files(uploads_bytes(ups))
+                weld = services.weld_from_files(uploads_bytes(ups))
                 got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
         elif source == FEATURES:
             up = st.file_uploader("Feature file (.npz, .safetensors, .pt)", type=["npz", "safetensors", "pt", "pth"],
                                   key=f"{key}_features")
             if up is not None:
                 data = upload_bytes(up)
-                fb = state.features_from_upload(up.name, data)
+                fb = services.features_from_upload(up.name, data)
                 row = 0
                 if fb.batch_size > 1:
                     row = int(st.selectbox("Sample", range(fb.batch_size), format_func=lambda i: fb.ids[i],
                                            key=f"{key}_feature_row"))
                 label = fb.ids[row] if fb.ids else f"{up.name}[{row}]"
-                got = WeldInput("features", label, state.sha_of_bytes(data), features=fb, row=row,
+                got = WeldInput("features", label, services.sha_of_bytes(data), features=fb, row=row,
                                 extra={"file": up.name})
         elif external and source == external[0]:
             weld = external[1]
@@ -260,12 +261,12 @@ def weld_set_picker(key: str) -> tuple[list[Weld], str] | None:
     got = None
     try:
         if source == "Folder":
-            folder = st.text_input("Folder of weld folders", value=str(state.data_dir()), key=f"{key}_folder")
-            got = (state.welds_from_folder(Path(folder)), folder)
+            folder = st.text_input("Folder of weld folders", value=str(services.data_dir()), key=f"{key}_folder")
+            got = (services.welds_from_folder(Path(folder)), folder)
         else:
             up = st.file_uploader("Zip of weld folders", type=["zip"], key=f"{key}_set_zip")
             if up is not None:
-                got = (state.welds_from_zip(up.name, upload_bytes(up)), up.name)
+                got = (services.welds_from_zip(up.name, upload_bytes(up)), up.name)
         if got is not None and not got[0]:
             raise InputError(got[1], "no welds found")
     except InputError as e:
@@ -276,3 +277,62 @@ def weld_set_picker(key: str) -> tuple[list[Weld], str] | None:
     else:
         _good(f"{key}_set_good", got)
     return got
+
+
+# --------------------------------------------------------------------------- explanation choices
+
+def target_options(ck: LoadedCheckpoint | None) -> list[str]:
+    opts = ["auto"]
+    if ck is not None and ck.classifier is not None:
+        opts.append("logit")
+        opts += [f"class:{n}" for n in (ck.class_names or [])]
+    return opts + ["cosine", "anomaly"]
+
+
+# Map kinds under their names before fusion_core named them all MAP_KINDS.
+OLD_MAP_KINDS = {"value": "value_norms", "value_weighted": "value_norms"}
+
+
+def map_kind_picker(where, key: str) -> str:
+    """The "Map" selector (a key of fusion_core.explain.engine.MAP_KINDS) in `where`; a
+    session that still holds an old name gets the new one."""
+    if st.session_state.get(key) in OLD_MAP_KINDS:
+        st.session_state[key] = OLD_MAP_KINDS[st.session_state[key]]
+    return where.selectbox("Map", list(MAP_KINDS), format_func=MAP_KINDS.get, key=key)
+
+
+def head_picker(where, key: str, heads: int, **kw):
+    """The "Head" selector: "mean" (of heads) or a head index below `heads`."""
+    return where.selectbox("Head", ["mean"] + list(range(heads)), key=key,
+                           format_func=lambda h: "mean of heads" if h == "mean" else f"head {h}", **kw)
+
+
+# --------------------------------------------------------------------------- hand-over between pages
+
+def request(key: str, *, weld_path: str | None = None, weld: Weld | None = None, ckpt_name: str | None = None,
+            ckpt: LoadedCheckpoint | None = None) -> None:
+    """Ask the pickers under `key` (next run of their page) to show this weld with this checkpoint."""
+    st.session_state[f"{key}_request"] = {"weld_path": weld_path, "weld": weld, "ckpt_name": ckpt_name,
+                                          "ckpt": ckpt}
+
+
+def apply_request(key: str) -> None:
+    """Before any widget of the page exists, turn a pending request into widget state."""
+    req = st.session_state.pop(f"{key}_request", None)
+    if not req:
+        return
+    if req.get("weld_path"):
+        st.session_state[f"{key}_weld_source"] = SAMPLE
+        st.session_state[f"{key}_sample"] = req["weld_path"].rstrip("/").split("/")[-1]
+    elif req.get("weld") is not None:
+        label = f"From the Dataset page: {req['weld'].weld_id}"
+        st.session_state[f"{key}_external_weld"] = (label, req["weld"])
+        st.session_state[f"{key}_weld_source"] = label
+    names = [p.name for p in services.list_checkpoints()]
+    if req.get("ckpt_name") in names:
+        st.session_state[f"{key}_ckpt"] = req["ckpt_name"]
+    elif req.get("ckpt") is not None:
+        label = f"{req['ckpt'].info.path} (from the Dataset page)"
+        st.session_state[f"{key}_external"] = (label, req["ckpt"])
+        st.session_state[f"{key}_ckpt"] = label
+    st.session_state.pop(f"{key}_cell", None)

@@ -120,9 +120,8 @@ def measure_render(script_path: str | Path, ready_selector: str = ".js-plotly-pl
 
 
 def _sample_welds() -> list[Path]:
-    sys.path.insert(0, str(REPO))
-    from app import state
-    return state.list_weld_folders()
+    from app import services
+    return services.list_weld_folders()
 
 
 def _longest_weld(folders: list[Path]) -> Path:
@@ -152,8 +151,7 @@ def synthetic_payloads() -> dict[str, int]:
     import numpy as np
     import pandas as pd
 
-    sys.path.insert(0, str(REPO))
-    from app import figures as F
+    from app import figures as figs
 
     n = 100_000
     rng = np.random.default_rng(0)
@@ -164,12 +162,12 @@ def synthetic_payloads() -> dict[str, int]:
     pos = pd.DataFrame({"t0": edges[:-1], "t1": edges[1:]})
     w = rng.random(64)
     out = {
-        "payload_bytes_sensor_100k": F.payload_bytes(F.sensor_figure(sensor, w, pos)),
-        "payload_bytes_sensor_100k_full": F.payload_bytes(F.sensor_figure(sensor, w, pos, max_points=None)),
+        "payload_bytes_sensor_100k": figs.payload_bytes(figs.sensor_figure(sensor, w, pos)),
+        "payload_bytes_sensor_100k_full": figs.payload_bytes(figs.sensor_figure(sensor, w, pos, max_points=None)),
     }
     e = np.linspace(0, t[-1], n + 1)
     hpos = pd.DataFrame({"t0": e[:-1], "t1": e[1:]})
-    out["payload_bytes_heatmap_100k"] = F.payload_bytes(F.attention_heatmap(rng.random((4, n)), hpos))
+    out["payload_bytes_heatmap_100k"] = figs.payload_bytes(figs.attention_heatmap(rng.random((4, n)), hpos))
     return out
 
 

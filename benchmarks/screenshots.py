@@ -9,15 +9,12 @@ has drawn, and writes explore.png, compare.png, dataset.png (full page).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
+from bench_page import CHROMIUM, CHROMIUM_ARGS, OFFLINE, _free_port, _start_streamlit  # beside this file
 
-from bench_page import CHROMIUM, CHROMIUM_ARGS, OFFLINE, _free_port, _start_streamlit  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 _IDLE_JS = """n => {
   const app = document.querySelector('[data-testid="stApp"]');

@@ -8,7 +8,6 @@ also proves the app works offline (no CDN, no telemetry).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -194,6 +193,15 @@ def wait_for_plotly(page, n: int = 1, timeout_ms: int = APP_TIMEOUT_MS) -> None:
         "n => [...document.querySelectorAll('.js-plotly-plot')]"
         ".filter(el => el.querySelector('.main-svg')).length >= n",
         arg=n, timeout=timeout_ms)
+
+
+@pytest.fixture
+def data(monkeypatch) -> Path:
+    """The data folder the dashboard reads in this test (test_app_support.use_data); a
+    module that starts its own server or needs a wider scope defines its own `data`."""
+    from test_app_support import use_data
+
+    return use_data(monkeypatch)
 
 
 @pytest.fixture

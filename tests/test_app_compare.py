@@ -3,20 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from test_app_support import charts, errors, new_app, problems, use_data, weld_dirs, zip_weld
-
-
-@pytest.fixture
-def data(monkeypatch):
-    return use_data(monkeypatch)
+from test_app_support import charts, count_calls, errors, problems, started_app, weld_dirs, zip_weld
 
 
 @pytest.fixture
 def app(data):
-    at = new_app().run()
-    at.switch_page("pages/compare.py").run()
-    assert problems(at) == []
-    return at
+    return started_app("compare")
 
 
 def _metric(at, label):
@@ -36,16 +28,18 @@ def test_default_compares_demo_early_with_demo_best_on_all_sample_welds(app, dat
     assert len(charts(app)) >= 3 + 3 * 2
 
 
-def test_selectors_do_not_rerun_the_models(app):
-    from app import state
+def test_selectors_do_not_rerun_the_models(app, monkeypatch):
+    import streamlit as st
 
-    before = state.CALLS["explain"]
+    from app import services
+
+    runs = count_calls(monkeypatch, services.core_welds, "explain_welds")
     specs = [c.proto.spec for c in charts(app)]
     sel = app.selectbox(key=next(s.key for s in app.selectbox if s.key.startswith("compare_weld_")))
     sel.set_value(1).run()
     assert problems(app) == []
     assert [c.proto.spec for c in charts(app)] != specs
-    for key, value in (("compare_head", "mean"), ("compare_method", "value"), ("compare_method", "relevance"),
+    for key, value in (("compare_head", "mean"), ("compare_method", "value_norms"), ("compare_method", "relevance"),
                        ("compare_colorscale", "Inferno"), ("compare_contrib_method", "leave_one_out"),
                        ("compare_fig_pick", "delta")):
         app.selectbox(key=key).set_value(value).run()
@@ -54,7 +48,10 @@ def test_selectors_do_not_rerun_the_models(app):
     assert problems(app) == []
     app.toggle(key="compare_robust").set_value(False).run()
     assert problems(app) == []
-    assert state.CALLS["explain"] == before
+    assert runs == []
+    st.cache_data.clear()          # the count would see a model run: with the cache emptied, A and B run
+    app.run()
+    assert problems(app) == [] and len(runs) >= 2
 
 
 def test_fewer_welds_and_the_same_checkpoint_twice(app, data):

@@ -5,22 +5,14 @@ import pytest
 
 import shutil
 
-from test_app_support import charts, data_root, errors, new_app, problems, use_data, weld_dirs, zip_weld
+from test_app_support import charts, data_root, errors, problems, started_app, weld_dirs, zip_weld
 
 BATCH = "Open batch results (.parquet)"
 
 
 @pytest.fixture
-def data(monkeypatch):
-    return use_data(monkeypatch)
-
-
-@pytest.fixture
 def app(data):
-    at = new_app().run()
-    at.switch_page("pages/dataset.py").run()
-    assert problems(at) == []
-    return at
+    return started_app("dataset")
 
 
 def _table(at):

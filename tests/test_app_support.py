@@ -75,6 +75,45 @@ def new_app() -> AppTest:
     return AppTest.from_file(MAIN, default_timeout=TIMEOUT)
 
 
+def started_app(url_path: str | None = None) -> AppTest:
+    """A session that has run the app once (on the page at /<url_path> when given), without
+    an exception."""
+    at = new_app().run()
+    if url_path:
+        open_page(at, url_path).run()
+    assert problems(at) == []
+    return at
+
+
+def open_page(at: AppTest, url_path: str) -> AppTest:
+    """Switch to the page at /<url_path> ("compare", "dataset"; "explore" is the default at /)
+    for the next run, as the sidebar navigation would.
+
+    `AppTest.switch_page` only finds pages that are files; the dashboard's pages are
+    functions (st.Page(callable)), registered by `st.navigation` under their url path.
+    So this looks the page up in what the last run registered and requests its hash, the
+    way `switch_page` does for a file page. Call `run()` once before."""
+    hashes = {info.get("url_pathname"): h for h, info in at._registered_pages.items()}
+    if url_path not in hashes:
+        raise ValueError(f"no page at /{url_path}; the app registered {sorted(hashes)}")
+    at._page_hash = hashes[url_path]
+    return at
+
+
+def count_calls(monkeypatch, owner, name: str) -> list:
+    """Wrap `owner.name` (a fusion_core function as the app's services look it up) so that
+    each call is recorded; returns the list of calls (one entry each)."""
+    real = getattr(owner, name)
+    calls: list = []
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def problems(at: AppTest) -> list[str]:
     """Exceptions shown by the app (there must be none, whatever the input)."""
     return [str(e.value) for e in at.exception]
@@ -91,22 +130,22 @@ def charts(at: AppTest) -> list:
 # --------------------------------------------------------------------------- tests of the above
 
 def test_app_data_folder_defaults_to_sample_data_and_env_overrides(monkeypatch, tmp_path):
-    from app import state
+    from app import services
 
     monkeypatch.delenv(DATA_ENV, raising=False)
-    assert state.data_dir() == REPO / "sample_data"
-    assert state.checkpoints_dir() == REPO / "sample_data" / "checkpoints"
+    assert services.data_dir() == REPO / "sample_data"
+    assert services.checkpoints_dir() == REPO / "sample_data" / "checkpoints"
     monkeypatch.setenv(DATA_ENV, str(tmp_path))
-    assert state.data_dir() == tmp_path.resolve()
+    assert services.data_dir() == tmp_path.resolve()
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "b.safetensors").write_bytes(b"x")
     (tmp_path / "checkpoints" / "notes.txt").write_text("x")
-    assert [p.name for p in state.list_checkpoints()] == ["b.safetensors"]
+    assert [p.name for p in services.list_checkpoints()] == ["b.safetensors"]
     weld = tmp_path / "000103"
     (weld / "images").mkdir(parents=True)
     (weld / "images" / "a.jpg").write_bytes(b"")
     (tmp_path / "empty").mkdir()
-    assert [p.name for p in state.list_weld_folders()] == ["000103"]
+    assert [p.name for p in services.list_weld_folders()] == ["000103"]
 
 
 def test_os_environ_is_untouched_by_data_root():

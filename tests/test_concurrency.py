@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import wait_for_app
-from test_app_support import errors, new_app, problems, use_data, weld_dirs
+from test_app_support import errors, new_app, open_page, problems, use_data, weld_dirs
 from test_browser_app import data  # noqa: F401  (module fixture: the data the server reads)
 
 CKPTS = ("demo-early", "demo-best")
@@ -177,20 +177,20 @@ def _snapshot(ck) -> dict:
 def test_cached_models_are_never_mutated_by_explaining(monkeypatch):
     """Explore (explanation with gradients, randomized twin) and Compare, then the cached
     checkpoint objects are bit-identical, still eval(), no .grad, no in-place writes."""
-    from app import state
+    from app import services
 
     data = use_data(monkeypatch)
-    cks = {n: state.checkpoint_from_path(data / "checkpoints" / f"{n}.safetensors") for n in CKPTS}
+    cks = {n: services.checkpoint_from_path(data / "checkpoints" / f"{n}.safetensors") for n in CKPTS}
     before = {n: _snapshot(ck) for n, ck in cks.items()}
     at = new_app().run()
     at.selectbox(key="explore_sample").set_value(weld_dirs(data)[3].name).run()
     at.selectbox(key="explore_ckpt").set_value("demo-early.safetensors").run()
     at.selectbox(key="explore_baseline").set_value("zeros").run()
     assert problems(at) == [] and errors(at) == []
-    at.switch_page("pages/compare.py").run()
+    open_page(at, "compare").run()
     assert problems(at) == []
     for n in CKPTS:
-        again = state.checkpoint_from_path(data / "checkpoints" / f"{n}.safetensors")
+        again = services.checkpoint_from_path(data / "checkpoints" / f"{n}.safetensors")
         assert again.fusion is cks[n].fusion                     # the cached object itself
         after = _snapshot(again)
         assert after.keys() == before[n].keys()

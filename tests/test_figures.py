@@ -11,7 +11,15 @@ import pandas as pd
 import plotly.io as pio
 import pytest
 
-from app import figures as F
+from app import figures as figs
+from fusion_core.explain import views
+from fusion_core.explain.engine import Explanation
+from fusion_core.vocab import MODALITIES
+
+
+def token_map(exp, *args):
+    """The map the pages draw: `Explanation.token_map` (here of a stand-in explanation)."""
+    return Explanation.token_map(exp, *args)
 
 
 def _decode(v):
@@ -64,23 +72,23 @@ def test_downsample_sum_keeps_mass_and_max_keeps_peak():
     rng = np.random.default_rng(1)
     z = rng.random((4, 10_007))
     z[2, 5_003] = 50.0
-    zs, edges = F.downsample_columns(z, 600, "sum")
-    zm, edges_m = F.downsample_columns(z, 600, "max")
+    zs, edges = views.downsample_columns(z, 600, "sum")
+    zm, edges_m = views.downsample_columns(z, 600, "max")
     assert zs.shape == (4, 600) and zs.dtype == np.float32
     assert edges[0] == 0 and edges[-1] == z.shape[1] and np.all(np.diff(edges) > 0)
     np.testing.assert_allclose(zs.sum(1), z.sum(1), rtol=1e-5)
     np.testing.assert_allclose(zm.max(1), z.max(1), rtol=1e-6)
     assert zm[2].argmax() == np.searchsorted(edges_m, 5_003, side="right") - 1
-    zmean, _ = F.downsample_columns(z, 600, "mean")
+    zmean, _ = views.downsample_columns(z, 600, "mean")
     np.testing.assert_allclose(zmean.mean(1), z.mean(1), rtol=0.02)
 
 
 def test_downsample_is_a_no_op_when_it_fits():
     z = np.arange(12.0).reshape(2, 6)
-    zd, edges = F.downsample_columns(z, 600)
+    zd, edges = views.downsample_columns(z, 600)
     np.testing.assert_array_equal(zd, z)
     np.testing.assert_array_equal(edges, np.arange(7))
-    _, e = F.downsample_columns(z, None)
+    _, e = views.downsample_columns(z, None)
     assert len(e) == 7
 
 
@@ -89,12 +97,12 @@ def test_minmax_envelope_keeps_extremes_and_bounds_points():
     y = np.sin(t)[:, None] * np.array([1.0, 3.0])
     y[77_777, 1] = 40.0
     y[12_345, 0] = -9.0
-    tt, lo, hi = F.minmax_envelope(t, y, 2000)
+    tt, lo, hi = views.minmax_envelope(t, y, 2000)
     assert len(tt) == 2000 and lo.shape == hi.shape == (2000, 2)
     assert hi[:, 1].max() == 40.0 and lo[:, 0].min() == -9.0
     assert np.all(lo <= hi)
     # zoomed: a narrow window comes back at full resolution
-    tz, loz, hiz = F.minmax_envelope(t, y, 2000, t_range=(100.0, 110.0))
+    tz, loz, hiz = views.minmax_envelope(t, y, 2000, t_range=(100.0, 110.0))
     assert np.all((tz >= 100.0) & (tz <= 110.0)) and np.array_equal(loz, hiz)
     assert len(tz) == ((t >= 100.0) & (t <= 110.0)).sum()
 
@@ -104,17 +112,17 @@ def test_minmax_envelope_keeps_extremes_and_bounds_points():
 def test_token_map_head_mean_single_head_and_relevance():
     exp = _fake_exp()
     a = exp.attention["sensor"][0]
-    np.testing.assert_allclose(F.token_map(exp, 0, "sensor", "mean", "attention"), a.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(F.token_map(exp, 0, "sensor", 2, "attention"), a[2])
-    np.testing.assert_allclose(F.token_map(exp, 0, "sensor", 1, "value"), 2 * a[1], rtol=1e-6)
-    np.testing.assert_allclose(F.token_map(exp, 0, "sensor", 1, "relevance"), exp.relevance["sensor"][0])
+    np.testing.assert_allclose(token_map(exp, 0, "sensor", "mean", "attention"), a.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(token_map(exp, 0, "sensor", 2, "attention"), a[2])
+    np.testing.assert_allclose(token_map(exp, 0, "sensor", 1, "value_norms"), 2 * a[1], rtol=1e-6)
+    np.testing.assert_allclose(token_map(exp, 0, "sensor", 1, "relevance"), exp.relevance["sensor"][0])
 
 
 def test_heatmap_z_is_the_head_mean_attention_and_overlay_covers_every_cell():
     exp = _fake_exp(T=3, S=7)
     pos = _time_positions(7)
-    z = F.token_map(exp, 0, "sensor", "mean", "attention")
-    fig = F.attention_heatmap(z, pos, title="sensor")
+    z = token_map(exp, 0, "sensor", "mean", "attention")
+    fig = figs.attention_heatmap(z, pos, title="sensor")
     spec = _spec(fig)
     heat, overlay = spec["data"]
     assert heat["type"] == "heatmap" and overlay["type"] == "scatter"
@@ -137,21 +145,21 @@ def test_heatmap_z_is_the_head_mean_attention_and_overlay_covers_every_cell():
 
 def test_heatmap_hover_names_frames_and_photo_patches():
     vpos = _video_positions()
-    fig = F.attention_heatmap(np.ones((2, len(vpos))), vpos)
+    fig = figs.attention_heatmap(np.ones((2, len(vpos))), vpos)
     tpl = fig.data[1].hovertemplate
     assert "frames" in tpl and "patch x" in tpl and " s" in tpl
     ipos = _image_positions()
-    tpl = F.attention_heatmap(np.ones((2, len(ipos))), ipos).data[1].hovertemplate
+    tpl = figs.attention_heatmap(np.ones((2, len(ipos))), ipos).data[1].hovertemplate
     assert "photo" in tpl and "patch x" in tpl
     assert "t " not in tpl.split("<br>")[1]
 
 
 def test_describe_position_gives_time_span_frames_and_box():
     vpos = _video_positions()
-    text = F.describe_position(vpos, 7)
+    text = views.describe_position(vpos, 7)
     assert "t 2.00–4.00 s" in text and "frames 2–3" in text and "patch x 32–64" in text
-    assert "t 0.00–4.00 s" in F.describe_position(vpos, 0, 7)
-    assert "photo 2" in F.describe_position(_image_positions(), 5)
+    assert "t 0.00–4.00 s" in views.describe_position(vpos, 0, 7)
+    assert "photo 2" in views.describe_position(_image_positions(), 5)
 
 
 def test_heatmap_downsampling_bounds_columns_and_keeps_peak_and_spans():
@@ -159,7 +167,7 @@ def test_heatmap_downsampling_bounds_columns_and_keeps_peak_and_spans():
     pos = _time_positions(S, dur=1000.0)
     z = np.full((2, S), 1e-5)
     z[1, 54_321] = 0.7
-    fig = F.attention_heatmap(z, pos, max_cols=500)
+    fig = figs.attention_heatmap(z, pos, max_cols=500)
     heat = _decode(_spec(fig)["data"][0]["z"])
     assert heat.shape == (2, 500)
     assert heat.max() == pytest.approx(0.7)
@@ -168,40 +176,40 @@ def test_heatmap_downsampling_bounds_columns_and_keeps_peak_and_spans():
     assert first[0, 1] == 0 and first[-1, 2] == S - 1                      # bins cover every position
     assert first[0, 4] == pytest.approx(0.0) and first[-1, 5] == pytest.approx(1000.0, rel=1e-6)
     assert "positions" in fig.data[1].hovertemplate
-    assert F.payload_bytes(fig) < 150_000
-    full = F.attention_heatmap(z[:, :3000], pos.iloc[:3000], max_cols=None)
+    assert figs.payload_bytes(fig) < 150_000
+    full = figs.attention_heatmap(z[:, :3000], pos.iloc[:3000], max_cols=None)
     assert _decode(_spec(full)["data"][0]["z"]).shape == (2, 3000)
 
 
 def test_selected_cell_is_outlined_and_clicks_map_back_to_positions():
     z = np.random.default_rng(0).random((4, 20))
-    fig = F.attention_heatmap(z, _time_positions(20), selected=(2, 13))
+    fig = figs.attention_heatmap(z, _time_positions(20), selected=(2, 13))
     (shape,) = fig.layout.shapes
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (12.5, 13.5, 1.5, 2.5)
     point = {"customdata": list(fig.data[1].customdata[2 * 20 + 13]), "x": 13, "y": 2}
-    assert F.cell_from_point(point) == {"token": 2, "s0": 13, "s1": 13}
-    assert F.cell_from_point({"x": 1}) is None
+    assert figs.cell_from_point(point) == {"token": 2, "s0": 13, "s1": 13}
+    assert figs.cell_from_point({"x": 1}) is None
     # what Chromium sends for a typed-array row
     as_object = {"customdata": {str(i): float(v) for i, v in enumerate(point["customdata"])}}
-    assert F.cell_from_point(as_object) == {"token": 2, "s0": 13, "s1": 13}
+    assert figs.cell_from_point(as_object) == {"token": 2, "s0": 13, "s1": 13}
 
 
 def test_shared_range_spans_all_maps():
-    assert F.shared_range({"a": np.array([[0.1, 0.5]]), "b": np.array([[0.2, 0.9]])}) == (0.1, 0.9)
-    assert F.shared_range([]) == (0.0, 1.0)
+    assert views.shared_range({"a": np.array([[0.1, 0.5]]), "b": np.array([[0.2, 0.9]])}) == (0.1, 0.9)
+    assert views.shared_range([]) == (0.0, 1.0)
     z = np.full((4, 100), 0.01)
     z[:, 0] = 0.9                                          # an edge token that takes all the colour
     z[:, 1:50] = 0.02
     z[:, 99] = 0.5
-    lo, hi = F.shared_range([z], robust=True)
+    lo, hi = views.shared_range([z], robust=True)
     assert (lo, hi) == (pytest.approx(0.01), pytest.approx(0.02))
-    assert F.shared_range([z]) == (pytest.approx(0.01), pytest.approx(0.9))
+    assert views.shared_range([z]) == (pytest.approx(0.01), pytest.approx(0.9))
 
 
 def test_difference_heatmap_is_b_minus_a_on_a_symmetric_scale():
     rng = np.random.default_rng(3)
     a, b = rng.random((2, 9)), rng.random((2, 9))
-    fig = F.difference_heatmap(a, b, _time_positions(9))
+    fig = figs.difference_heatmap(a, b, _time_positions(9))
     z = _decode(_spec(fig)["data"][0]["z"])
     np.testing.assert_allclose(z, b - a, rtol=1e-5, atol=1e-7)
     assert fig.data[0].zmin == -fig.data[0].zmax == pytest.approx(-np.abs(b - a).max(), rel=1e-6)
@@ -209,14 +217,14 @@ def test_difference_heatmap_is_b_minus_a_on_a_symmetric_scale():
     d = np.zeros((1, 5000))
     d[0, 10] = -3.0
     d[0, 4000] = 2.0
-    big = F.difference_heatmap(np.zeros((1, 5000)), d, None, max_cols=100)
+    big = figs.difference_heatmap(np.zeros((1, 5000)), d, None, max_cols=100)
     zz = _decode(_spec(big)["data"][0]["z"])
     assert zz.shape == (1, 100) and zz.min() == -3.0 and zz.max() == 2.0
 
 
 def test_js_heatmap_writes_values_and_marks_missing():
     js = np.array([[0.1, np.nan, 0.3, 0.0], [0.2, np.nan, 0.25, 0.01]])
-    fig = F.js_heatmap(js)
+    fig = figs.js_heatmap(js)
     assert fig.data[0].text[0][1] == "n/a" and fig.data[0].text[1][2] == "0.25"
 
 
@@ -226,22 +234,22 @@ def test_contribution_bars_show_each_method_and_mark_absent():
     contrib = {"shapley": np.array([0.5, -0.1, 0.2, 0.0]), "leave_one_out": np.array([0.4, 0.0, 0.1, 0.0]),
                "attention": np.array([0.4, 0.3, 0.3, 0.0])}
     present = np.array([True, True, True, False])
-    fig = F.contribution_bars(contrib, present, baseline="drop-attention", efficiency_gap=1e-9)
+    fig = figs.contribution_bars(contrib, present, baseline="drop-attention", efficiency_gap=1e-9)
     assert len(fig.data) == 3
     for trace, m in zip(fig.data, ("shapley", "leave_one_out", "attention")):
         np.testing.assert_allclose(np.asarray(trace.x, dtype=float), contrib[m], rtol=1e-6)
-        assert list(trace.y) == list(F.MODALITIES)
+        assert list(trace.y) == list(MODALITIES)
         assert trace.text[3] == "absent"
     assert "drop-attention" in fig.layout.annotations[-1].text
-    assert len(F.contribution_bars(contrib, present, methods=("shapley",)).data) == 1
+    assert len(figs.contribution_bars(contrib, present, methods=("shapley",)).data) == 1
 
 
 def test_token_contributions_and_prediction():
     ts = np.arange(12, dtype=float).reshape(3, 4)
-    fig = F.token_contribution_figure(ts)
-    assert [t.name for t in fig.data] == list(F.MODALITIES)
+    fig = figs.token_contribution_figure(ts)
+    assert [t.name for t in fig.data] == list(MODALITIES)
     np.testing.assert_allclose(np.asarray(fig.data[2].y, dtype=float), ts[:, 2])
-    pf = F.prediction_figure(["good", "porosity", "spatter"], np.array([0.2, 0.7, 0.1]), truth="good")
+    pf = figs.prediction_figure(["good", "porosity", "spatter"], np.array([0.2, 0.7, 0.1]), truth="good")
     bar = pf.data[0]
     assert bar.y[-1] == "porosity" and any("truth" in y for y in bar.y)
 
@@ -251,7 +259,7 @@ def test_token_contributions_and_prediction():
 def test_time_band_adds_tokens_that_share_a_span():
     vpos = _video_positions(bins=3, gh=2, gw=3)
     w = np.arange(len(vpos), dtype=float)
-    edges, vals = F.time_band(vpos, w)
+    edges, vals = views.time_band(vpos, w)
     np.testing.assert_allclose(edges, [0, 2, 4, 6])
     np.testing.assert_allclose(vals, [w[:6].sum(), w[6:12].sum(), w[12:].sum()])
     assert vals.sum() == pytest.approx(w.sum())
@@ -268,16 +276,16 @@ def test_sensor_figure_bounds_a_100k_step_log_and_keeps_its_peaks():
     s.loc[61_000, "Primary Weld Current"] = 99.0
     pos = _time_positions(64, dur=float(s["t"].iloc[-1]))
     w = np.random.default_rng(0).random(64)
-    fig = F.sensor_figure(s, w, pos, windows=[(10.0, 20.0)])
+    fig = figs.sensor_figure(s, w, pos, windows=[(10.0, 20.0)])
     lines = [t for t in fig.data if t.type == "scatter"]
-    assert all(len(t.x) <= F.SIGNAL_MAX_POINTS for t in lines)
+    assert all(len(t.x) <= figs.SIGNAL_MAX_POINTS for t in lines)
     assert max(float(np.max(t.y)) for t in lines) == pytest.approx(99.0)
     band = [t for t in fig.data if t.type == "heatmap"][0]
     np.testing.assert_allclose(np.asarray(band.z, dtype=float)[0], w, rtol=1e-6)
-    assert F.payload_bytes(fig) < 600_000
+    assert figs.payload_bytes(fig) < 600_000
     assert any(sh.x0 == 10.0 and sh.x1 == 20.0 for sh in fig.layout.shapes)
     # full resolution on request
-    full = F.sensor_figure(s.iloc[:5000], max_points=None)
+    full = figs.sensor_figure(s.iloc[:5000], max_points=None)
     assert len(full.data[0].x) == 5000
 
 
@@ -286,15 +294,15 @@ def test_audio_waveform_and_uint8_spectrogram():
     t = np.arange(sr * 4) / sr
     audio = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
     pos = _time_positions(32, dur=4.0)
-    wave = F.audio_figure(audio, sr, np.ones(32), pos)
-    assert len(wave.data[0].x) <= F.SIGNAL_MAX_POINTS
+    wave = figs.audio_figure(audio, sr, np.ones(32), pos)
+    assert len(wave.data[0].x) <= figs.SIGNAL_MAX_POINTS
     assert float(np.max(wave.data[0].y)) == pytest.approx(0.3, rel=1e-3)
-    spec = F.audio_figure(audio, sr, np.ones(32), pos, view="spectrogram")
+    spec = figs.audio_figure(audio, sr, np.ones(32), pos, view="spectrogram")
     z = _decode(_spec(spec)["data"][0]["z"])
-    assert z.dtype == np.uint8 and z.shape[1] <= F.SPEC_MAX_FRAMES
+    assert z.dtype == np.uint8 and z.shape[1] <= views.SPEC_MAX_FRAMES
     freqs = np.asarray(spec.data[0].y, dtype=float)
     assert abs(freqs[z.mean(1).argmax()] - 1000) < 100       # the tone's band is the loudest
-    times, fr, db = F.spectrogram(audio, sr, t_range=(1.0, 2.0))
+    times, fr, db = views.spectrogram(audio, sr, t_range=(1.0, 2.0))
     assert times.min() >= 1.0 and times.max() <= 2.0
 
 
@@ -302,7 +310,7 @@ def test_video_strip_overlays_patch_weights_on_frames():
     vpos = _video_positions(bins=3, gh=2, gw=3, W=96, H=64)
     frames = np.zeros((6, 64, 96, 3), np.uint8)
     w = np.arange(len(vpos), dtype=float)
-    fig = F.video_strip_figure(frames, w, vpos, highlight=(7, 7))
+    fig = figs.video_strip_figure(frames, w, vpos, highlight=(7, 7))
     assert fig.data[0].type == "image" and fig.data[0].source.startswith("data:image/jpeg;base64,")
     overlays = [t for t in fig.data if t.type == "heatmap"]
     assert len(overlays) == 3
@@ -315,7 +323,7 @@ def test_photos_figure_scales_boxes_and_draws_truth_regions():
     ipos = _image_positions(n=2, gh=2, gw=2, W=400, H=180)       # boxes in the file's pixels
     images = [np.zeros((90, 200, 3), np.uint8)] * 2               # decoded at half size
     w = np.arange(len(ipos), dtype=float)
-    fig = F.photos_figure(images, w, ipos, image_sizes=[(400, 180)] * 2,
+    fig = figs.photos_figure(images, w, ipos, image_sizes=[(400, 180)] * 2,
                           regions=[{"image": 1, "x0": 100, "y0": 40, "x1": 200, "y1": 80}])
     overlays = [t for t in fig.data if t.type == "heatmap"]
     np.testing.assert_allclose(np.asarray(overlays[0].x, dtype=float), [0, 100, 200])
@@ -326,7 +334,7 @@ def test_photos_figure_scales_boxes_and_draws_truth_regions():
 
 def test_frames_figure_outlines_boxes():
     frames = np.zeros((10, 32, 48, 3), np.uint8)
-    fig = F.frames_figure(frames, np.arange(10) / 5, 2, 5, [{"x0": 0, "y0": 0, "x1": 16, "y1": 16}])
+    fig = figs.frames_figure(frames, np.arange(10) / 5, 2, 5, [{"x0": 0, "y0": 0, "x1": 16, "y1": 16}])
     assert len(fig.layout.shapes) == 4 and len(fig.layout.annotations) == 4
 
 
@@ -335,31 +343,31 @@ def test_frames_figure_outlines_boxes():
 def test_agreement_and_randomization_figures():
     names = ["shapley", "leave_one_out", "attention"]
     mat = pd.DataFrame([[1, 0.5, np.nan], [0.5, 1, 0.2], [np.nan, 0.2, 1]], index=names, columns=names)
-    fig = F.agreement_figure(mat)
+    fig = figs.agreement_figure(mat)
     assert fig.data[0].text[0][2] == "n/a" and fig.data[0].zmin == -1
     sim = pd.DataFrame({"modality": ["video", "video"], "measure": ["attention", "relevance"],
                         "spearman": [0.1, 0.9]})
     con = pd.DataFrame({"modality": ["video"], "method": ["shapley"], "real": [0.4], "randomized": [0.01]})
-    rf = F.randomization_figure(sim, con)
+    rf = figs.randomization_figure(sim, con)
     assert {t.name for t in rf.data} == {"real", "randomized", "attention map", "relevance map"}
 
 
 def test_compare_and_dataset_figures():
-    ab = F.contributions_ab_figure(np.array([1, 2, 3, 4.0]), np.array([4, 3, 2, 1.0]), label_a="early")
+    ab = figs.contributions_ab_figure(np.array([1, 2, 3, 4.0]), np.array([4, 3, 2, 1.0]), label_a="early")
     assert ab.data[0].name == "early" and list(ab.data[1].y) == [4, 3, 2, 1]
     per_weld = pd.DataFrame({"weld": ["a", "b"], "flag": [True, False],
-                             **{f"delta_shapley_{m}": [0.1, -0.2] for m in F.MODALITIES}})
-    df = F.delta_figure(per_weld)
+                             **{f"delta_shapley_{m}": [0.1, -0.2] for m in MODALITIES}})
+    df = figs.delta_figure(per_weld)
     assert df.data[0].y[0].startswith("⚑") and not df.data[0].y[1].startswith("⚑")
     long = pd.DataFrame({"weld": ["a", "b"] * 4, "class": ["good", "porosity"] * 4,
-                         "modality": np.repeat(F.MODALITIES, 2), "value": np.arange(8.0)})
-    box = F.contributions_by_class_figure(long)
-    assert [t.name for t in box.data] == list(F.MODALITIES)
-    assert F.contributions_by_class_figure(long.iloc[:0]).layout.annotations
+                         "modality": np.repeat(MODALITIES, 2), "value": np.arange(8.0)})
+    box = figs.contributions_by_class_figure(long)
+    assert [t.name for t in box.data] == list(MODALITIES)
+    assert figs.contributions_by_class_figure(long.iloc[:0]).layout.annotations
 
 
 def test_figure_html_embeds_plotly_js_and_needs_no_cdn():
-    html = F.figure_html(F.attention_heatmap(np.ones((2, 3))))
+    html = figs.figure_html(figs.attention_heatmap(np.ones((2, 3))))
     assert len(html) > 1_000_000                      # plotly.js is inside
     assert "cdn.plot.ly" not in html.split("Plotly.newPlot")[0].split("<script")[1]
     assert '<script src="http' not in html

@@ -21,7 +21,7 @@ from fusion_core.vocab import MODALITIES
 
 from bad_inputs import build_corpus
 from factories import random_module, small_config
-from test_app_support import REPO, errors, new_app, problems, use_data, weld_dirs, zip_weld
+from test_app_support import REPO, count_calls, errors, new_app, problems, use_data, weld_dirs, zip_weld
 
 # Cases that name a path that cannot be uploaded (a missing file, a folder, a missing weld).
 NOT_UPLOADABLE = {"ckpt-missing-file", "ckpt-is-a-folder", "weld-missing-path"}
@@ -128,11 +128,11 @@ def test_every_bad_checkpoint_upload(corpus, data, private_tmp):
 
 
 def _direct_checkpoint_check(case, failures: list[str]) -> None:
-    from app import state
+    from app import services
     from fusion_core.errors import InputError
 
     try:
-        state.checkpoint_from_upload(case.path.name, case.path.read_bytes())
+        services.checkpoint_from_upload(case.path.name, case.path.read_bytes())
     except InputError as e:
         msg = str(e)
         if case.path.name not in msg or case.expect.lower() not in msg.lower():
@@ -215,13 +215,15 @@ def test_server_upload_limit_is_set_and_the_app_enforces_it_too():
 def test_uploads_beyond_the_size_limit_are_refused_with_a_clear_error(data, monkeypatch, private_tmp):
     """AppTest has no HTTP server, so `server.maxUploadSize` does not apply: the app's own
     bound (widgets.upload_bytes) must, for every uploader."""
-    from app import state, widgets
+    from app import services, widgets
 
     monkeypatch.setenv(widgets.UPLOAD_LIMIT_ENV, "1")
     big = b"\0" * (1024 * 1024 + 512 * 1024)             # 1.5 MB, over a 1 MB limit
     at = new_app().run()
     before = _shown(at)
-    loads = dict(state.CALLS)                              # after the page's own first loads
+    # after the page's own first loads: the readers behind the uploaders, as services call them
+    loads = {name: count_calls(monkeypatch, services, name)
+             for name in ("load_checkpoint", "load_welds_from_zip_bytes", "load_features", "load_weld_from_files")}
     at.selectbox(key="explore_ckpt").set_value("Upload a checkpoint…").run()
     _upload(at, "explore_ckpt_upload", "huge.safetensors", big)
     at.radio(key="explore_weld_source").set_value("Upload a zip").run()
@@ -244,8 +246,8 @@ def test_uploads_beyond_the_size_limit_are_refused_with_a_clear_error(data, monk
     assert any("together" in e and "upload limit" in e for e in errors(at)), errors(at)
     assert _shown(at) == before
     # refused before any parsing or caching
-    for k in ("load_checkpoint", "load_zip", "load_features", "load_files"):
-        assert state.CALLS[k] == loads.get(k, 0), k
+    for name, calls in loads.items():
+        assert calls == [], name
     assert list(private_tmp.iterdir()) == []
 
 

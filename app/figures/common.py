@@ -1,0 +1,55 @@
+"""What every figure shares: the look (font, template, colours), float32 payloads, the
+Streamlit chart keywords, standalone HTML, and the labels of contribution methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from fusion_core.explain.methods import METHODS
+
+MODALITY_COLORS = {"video": "#4C78A8", "image": "#F58518", "audio": "#54A24B", "sensor": "#B279A2"}
+COLORSCALES = ("Viridis", "Cividis", "Inferno", "Blues", "YlOrRd", "Turbo")
+FONT = dict(size=12, family="'Source Sans Pro', 'Source Sans 3', sans-serif", color="#31333F")
+TEMPLATE = "plotly_white"
+PLOT_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+# Keyword arguments for every st.plotly_chart: the figures carry their own template
+# (TEMPLATE); Streamlit's chart theme would restyle them in the browser, which costs
+# about a third of the drawing time on a page of fifteen charts.
+CHART = {"config": PLOT_CONFIG, "theme": None}
+
+
+def method_label(name: str) -> str:
+    """The short label of a contribution method (fusion_core.explain.methods.METHODS)."""
+    return METHODS[name].label if name in METHODS else name.replace("_", " ")
+
+
+def f32(x) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+
+
+def layout(fig: go.Figure, title: str | None = None, height: int | None = None, **kw) -> go.Figure:
+    kw.setdefault("margin", dict(l=60, r=20, t=40 if title else 16, b=40))
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)) if title else None,
+                      height=height, font=FONT, template=TEMPLATE, **kw)
+    return fig
+
+
+def payload_bytes(fig: go.Figure) -> int:
+    """Bytes Streamlit sends for this figure (it serialises with `plotly.io.to_json`)."""
+    return len(pio.to_json(fig, validate=False).encode())
+
+
+def figure_html(fig: go.Figure) -> str:
+    """Standalone HTML with plotly.js embedded: opens offline, no CDN."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def empty_figure(message: str, height: int = 200) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=13, color="#666"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return layout(fig, height=height)

@@ -1,0 +1,223 @@
+"""Token × position maps: the clickable attention heatmap, B − A, JSD, the randomized twin,
+and per-head bars of one cell.
+
+Heatmap clicks: Plotly heatmaps emit no selection events, so each heatmap carries an
+invisible scatter overlay with one point per displayed cell; its `customdata` row is
+`[token, first position, last position, value, ...]` (see `CELL_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fusion_core.explain.views import downsample_columns
+from fusion_core.vocab import MODALITIES
+
+from .common import f32, layout
+
+HEATMAP_MAX_COLS = 600     # about the pixels a half-width heatmap has
+# The colour-bar label of each map kind (fusion_core.explain.engine.MAP_KINDS).
+MAP_VALUE_LABELS = {"attention": "attention", "value_norms": "‖α·v‖", "relevance": "relevance"}
+
+CELL_FIELDS = ("token", "s0", "s1", "value", "t0", "t1", "frame0", "frame1", "image", "x0", "y0", "x1", "y1")
+
+
+def _position_fields(positions: pd.DataFrame | None) -> list[str]:
+    if positions is None:
+        return []
+    return [c for c in CELL_FIELDS[4:] if c in positions.columns]
+
+
+def column_info(positions: pd.DataFrame | None, edges: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Per displayed column (bin of positions): (field names, (k, n) values) — t0 = first start,
+    t1 = last end, frame0/frame1 first/last frame, image and box of the bin's first position."""
+    fields = _position_fields(positions)
+    k = len(edges) - 1
+    if not fields or positions is None or len(positions) != edges[-1]:
+        return [], np.zeros((k, 0))
+    out = np.full((k, len(fields)), np.nan)
+    starts = edges[:-1]
+    for j, f in enumerate(fields):
+        v = positions[f].to_numpy(dtype=np.float64)
+        if k == len(v):
+            out[:, j] = v
+        elif f in ("t1", "frame1"):
+            out[:, j] = np.maximum.reduceat(v, starts)
+        elif f in ("t0", "frame0"):
+            out[:, j] = np.minimum.reduceat(v, starts)
+        else:
+            out[:, j] = v[starts]
+    return fields, out
+
+
+def hover_template(fields: Sequence[str], downsampled: bool, value_label: str) -> str:
+    """Hover text for an overlay point: token, position(s), time span, frames, photo/patch."""
+    idx = {f: i + 4 for i, f in enumerate(fields)}
+    pos = ("positions %{customdata[1]}–%{customdata[2]}" if downsampled else "position %{customdata[1]}")
+    parts = ["token %{customdata[0]} · " + pos]
+    if "t0" in idx and "t1" in idx:
+        parts.append(f"t %{{customdata[{idx['t0']}]:.2f}}–%{{customdata[{idx['t1']}]:.2f}} s")
+    if "frame0" in idx:
+        parts.append(f"frames %{{customdata[{idx['frame0']}]}}–%{{customdata[{idx['frame1']}]}}")
+    if "image" in idx:
+        parts.append(f"photo %{{customdata[{idx['image']}]}}")
+    if "x0" in idx and not downsampled:
+        parts.append(f"patch x %{{customdata[{idx['x0']}]:.0f}}–%{{customdata[{idx['x1']}]:.0f}}, "
+                     f"y %{{customdata[{idx['y0']}]:.0f}}–%{{customdata[{idx['y1']}]:.0f}} px")
+    parts.append(f"{value_label} %{{customdata[3]:.4g}}")
+    return "<br>".join(parts) + "<extra></extra>"
+
+
+def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int = 8) -> dict:
+    k = len(edges) - 1
+    if positions is None or len(positions) != edges[-1] or k == 0:
+        return {}
+    starts = edges[:-1]
+    if "image" in positions.columns and "t0" not in positions.columns:
+        img = positions["image"].to_numpy()[starts]
+        first = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
+        return dict(tickvals=first.tolist(), ticktext=[f"photo {int(img[i]) + 1}" for i in first],
+                    title_text="photo · patch →")
+    if "t0" in positions.columns:
+        t0 = positions["t0"].to_numpy(dtype=np.float64)[starts]
+        if "frame0" in positions.columns:      # video: ticks where a new time bin starts
+            first = np.flatnonzero(np.r_[True, np.diff(t0) != 0])
+            step = max(1, int(math.ceil(len(first) / n_ticks)))
+            first = first[::step]
+            return dict(tickvals=first.tolist(), ticktext=[f"{t0[i]:.1f}s" for i in first],
+                        title_text="time bin · patch →")
+        ticks = np.unique(np.linspace(0, k - 1, min(k, n_ticks)).round().astype(int))
+        return dict(tickvals=ticks.tolist(), ticktext=[f"{t0[i]:.1f}s" for i in ticks], title_text="time →")
+    return {}
+
+
+def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, title: str | None = None,
+                      zmin: float | None = None, zmax: float | None = None, colorscale="Viridis",
+                      zmid: float | None = None, max_cols: int | None = HEATMAP_MAX_COLS, agg: str = "max",
+                      value_label: str = "attention", selected: tuple[int, int] | None = None,
+                      height: int | None = None, showscale: bool = True) -> go.Figure:
+    """Fusion token × position heatmap with a clickable overlay (one invisible point per cell).
+
+    Columns beyond `max_cols` are binned (`agg`: max keeps peaks, sum keeps mass); the
+    overlay's customdata then gives the first and last position of each bin. `selected`
+    = (token, position) outlines that cell.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    T, S = z.shape
+    zd, edges = downsample_columns(z, max_cols, agg)
+    k = zd.shape[1]
+    downsampled = k < S
+    fields, info = column_info(positions, edges)
+    tok, col = np.meshgrid(np.arange(T), np.arange(k), indexing="ij")
+    tok, col = tok.ravel(), col.ravel()
+    custom = np.column_stack([tok, edges[:-1][col], edges[1:][col] - 1, zd.ravel(), info[col]]).astype(np.float32)
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(z=zd, x=np.arange(k), y=np.arange(T), zmin=zmin, zmax=zmax, zmid=zmid,
+                             colorscale=colorscale, hoverinfo="skip", showscale=showscale,
+                             colorbar=dict(title=dict(text=value_label, side="right"), thickness=10, len=0.9),
+                             name="map"))
+    fig.add_trace(go.Scatter(
+        x=col.astype(np.float32), y=tok.astype(np.float32), mode="markers", customdata=custom,
+        # Tiny markers: Plotly treats every point whose marker covers the cursor as equally close,
+        # so big ones would make a click pick a neighbour; hoverdistance=-1 finds the nearest.
+        marker=dict(symbol="square", size=2, color="rgba(0,0,0,0)", line=dict(width=0)),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+        hovertemplate=hover_template(fields, downsampled, value_label), showlegend=False, name="cells"))
+    if selected is not None:
+        t_sel, s_sel = selected
+        c_sel = int(np.searchsorted(edges, s_sel, side="right") - 1)
+        if 0 <= t_sel < T and 0 <= c_sel < k:
+            fig.add_shape(type="rect", x0=c_sel - 0.5, x1=c_sel + 0.5, y0=t_sel - 0.5, y1=t_sel + 0.5,
+                          line=dict(color="#E4572E", width=3), fillcolor="rgba(0,0,0,0)")
+    ticks = _axis_ticks(positions, edges)
+    title_text = ticks.pop("title_text", "position")
+    fig.update_xaxes(title_text=title_text + (f"  ({S} positions in {k} columns)" if downsampled else ""),
+                     range=[-0.5, k - 0.5], showgrid=False, zeroline=False, **ticks)
+    fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"token {t}" for t in range(T)], autorange="reversed",
+                     showgrid=False, zeroline=False)
+    return layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
+                   clickmode="event+select", dragmode="zoom")
+
+
+def cell_from_point(point: Mapping) -> dict | None:
+    """Selection point of an overlay (as Streamlit returns it) → {"token", "s0", "s1"}.
+
+    customdata travels as a typed array, so the browser may send a row as {"0": .., "1": ..}."""
+    cd = point.get("customdata")
+    if isinstance(cd, Mapping):
+        cd = [cd.get(str(i), cd.get(i)) for i in range(len(cd))]
+    if cd is None or len(cd) < 3 or any(v is None for v in cd[:3]):
+        return None
+    return {"token": int(round(float(cd[0]))), "s0": int(round(float(cd[1]))), "s1": int(round(float(cd[2])))}
+
+
+def difference_heatmap(za: np.ndarray, zb: np.ndarray, positions: pd.DataFrame | None = None, *,
+                       title: str | None = None, max_cols: int | None = HEATMAP_MAX_COLS,
+                       value_label: str = "B − A") -> go.Figure:
+    """B − A on a symmetric diverging scale (red: B attends more)."""
+    d = np.asarray(zb, dtype=np.float64) - np.asarray(za, dtype=np.float64)
+    lim = float(np.nanmax(np.abs(d))) if d.size else 1.0
+    lim = lim if lim > 0 else 1.0
+    # Bin by the signed value of largest magnitude, so both signs survive downsampling.
+    zd, edges = downsample_columns(d, max_cols, "max")
+    if zd.shape[1] < d.shape[1]:
+        lo, _ = downsample_columns(-d, max_cols, "max")
+        zd = np.where(zd >= lo, zd, -lo)
+        d = zd
+    return attention_heatmap(d, positions if zd.shape[1] == np.asarray(za).shape[1] else None, title=title,
+                             zmin=-lim, zmax=lim, zmid=0.0, colorscale="RdBu_r", max_cols=None,
+                             value_label=value_label)
+
+
+def js_heatmap(js: np.ndarray, title: str | None = "Jensen–Shannon divergence (A vs B)") -> go.Figure:
+    """(T, 4) JSD per fusion token × modality, values written in the cells."""
+    js = np.asarray(js, dtype=np.float64)
+    T = js.shape[0]
+    text = [["n/a" if not np.isfinite(v) else f"{v:.3g}" for v in row] for row in js]
+    fig = go.Figure(go.Heatmap(z=f32(js), x=list(MODALITIES), y=[f"token {t}" for t in range(T)], zmin=0,
+                               zmax=max(float(np.nanmax(js)) if np.isfinite(js).any() else 0.0, 1e-6),
+                               colorscale="Magma", reversescale=True, text=text, texttemplate="%{text}",
+                               hovertemplate="%{y} · %{x}<br>JSD %{z:.4f}<extra></extra>",
+                               colorbar=dict(title=dict(text="JSD (bits)"), thickness=10)))
+    fig.update_yaxes(autorange="reversed")
+    return layout(fig, title, 110 + 34 * T)
+
+
+def twin_heatmaps(left: np.ndarray, right: np.ndarray, positions: pd.DataFrame | None = None, *,
+                  titles: tuple[str, str] = ("real weights", "randomized weights"), colorscale="Viridis",
+                  value_label: str = "attention", max_cols: int | None = HEATMAP_MAX_COLS,
+                  title: str | None = None) -> go.Figure:
+    """Two token × position maps side by side, each on its own scale (no click overlay)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.24)
+    for i, z in enumerate((left, right)):
+        zd, edges = downsample_columns(z, max_cols, "max")
+        fig.add_trace(go.Heatmap(z=zd, colorscale=colorscale, colorbar=dict(x=0.39 if i == 0 else 1.0, thickness=10,
+                                                                              xanchor="left", len=0.9),
+                                 hovertemplate="token %{y} · column %{x}<br>%{z:.4g}<extra></extra>"), row=1, col=i + 1)
+        ticks = _axis_ticks(positions, edges)
+        ticks.pop("title_text", None)
+        fig.update_xaxes(showgrid=False, zeroline=False, row=1, col=i + 1, **ticks)
+        T = zd.shape[0]
+        fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"token {t}" for t in range(T)], autorange="reversed",
+                         showgrid=False, row=1, col=i + 1)
+    fig.update_annotations(font=dict(size=12))
+    return layout(fig, title, 150 + 34 * np.asarray(left).shape[0], margin=dict(l=60, r=20, t=60 if title else 40,
+                                                                                   b=40))
+
+
+
+def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "per head") -> go.Figure:
+    """Bars per head for one cell: {"attention": (heads,), "value-weighted": (heads,)}."""
+    fig = make_subplots(rows=1, cols=len(values), subplot_titles=list(values), horizontal_spacing=0.15)
+    for i, (name, v) in enumerate(values.items(), start=1):
+        v = np.asarray(v, dtype=np.float64)
+        fig.add_trace(go.Bar(x=[f"h{h}" for h in range(len(v))], y=f32(v), marker_color="#5B8E7D", showlegend=False,
+                             hovertemplate="%{x}: %{y:.4g}<extra></extra>"), row=1, col=i)
+    fig.update_annotations(font=dict(size=12))
+    return layout(fig, title, 230, margin=dict(l=50, r=20, t=50, b=30))
