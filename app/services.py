@@ -348,7 +348,7 @@ def _checked(df: pd.DataFrame, name: str) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the results…")
 def _results_from_path(path: str, stamp: tuple) -> pd.DataFrame:
-    from fusion_core.batch.engines import read_results
+    from fusion_core.batch.store import read_results
     return _checked(read_results(path), path)
 
 
@@ -361,7 +361,7 @@ def results_from_path(path: str) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the results…")
 def _results_from_bytes(sha: str, _data: bytes, name: str) -> pd.DataFrame:
-    from fusion_core.batch.engines import read_results
+    from fusion_core.batch.store import read_results
     if not _data:
         raise InputError(name, "file is empty")
     with tempfile.TemporaryDirectory(prefix="weld-results-") as d:

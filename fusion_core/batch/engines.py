@@ -56,15 +56,14 @@ from ..models.checkpoint import LoadedCheckpoint, load_checkpoint
 from ..vocab import MODALITIES
 from .plan import (PrepState, WeldSource, error_prep, init_worker, internal_error, list_weld_sources, prepare_source,
                    ray_prepare, source_meta, worker_prepare)
-from .store import DEFAULT_CHUNK_ROWS, ChunkWriter, Pair, ResultStore, id_row, read_results, table_schema, weld_maps
+from .store import DEFAULT_CHUNK_ROWS, ChunkWriter, Pair, ResultStore, id_row, table_schema, weld_maps
 
 MODEL_BATCH = 16            # rows per model run, always (padded): see the module docstring
 PREP_MEMORY = 512 * 1024 ** 2   # what Ray reserves per decoding task
 BATCH_BASELINES = ("drop-attention", "zeros")   # reference-mean would tie a weld's numbers to the others
 
-# `read_results` is imported from here by app/pages/dataset.py; its home is `store`.
 __all__ = ["BATCH_BASELINES", "MODEL_BATCH", "BatchSummary", "Progress", "add_batch_parser", "cmd_batch",
-           "naive_run", "read_results", "run_batch"]
+           "naive_run", "run_batch"]
 
 
 # =========================================================================== the model side
