@@ -43,7 +43,6 @@ from torch import nn
 from ...io.features import FeatureBatch
 from ...io.weld import Weld
 from ...vocab import AUDIO_RATE_HZ, MODALITIES, SENSOR_CHANNELS
-from ..fusion import parameter_count  # noqa: F401  (re-exported for encoder reports)
 
 # Rough scales of a weld log, used until training fits them (EncoderConfig.fit_normalisation).
 _SENSOR_MEAN = [2.0, 15.0, 6000.0, 200.0, 200.0, 22.0]
