@@ -29,6 +29,10 @@ EXIT_INPUT = 2
 HEADS_HELP = ("fusion head count; wins over every other source (checkpoint metadata, sidecar JSON, --config, "
               "published configurations), which are used when it is not given")
 CONFIG_HELP = "config file stating the fusion head count: JSON, or a Python config such as configs/model_config.py"
+DEVICE_HELP = ("where upstream's encoders run when weld files are explained: auto (CUDA when present), cpu or cuda; "
+               "on a CPU a full-size weld takes minutes")
+BACKBONE_HELP = ("folder with the backbones' config.json (a model folder, or a folder of them such as upstream's "
+                 "models/); without it the published configuration matching the checkpoint's shapes is used")
 
 
 def _positive_int(text: str) -> int:
@@ -51,7 +55,8 @@ def _checkpoint_json(ck) -> dict:
 
 def _load(args, path) -> "LoadedCheckpoint":
     """The checkpoint, with the one-line warning when its head count had to be assumed."""
-    ck = load_checkpoint(path, heads=args.heads, config=getattr(args, "config", None))
+    ck = load_checkpoint(path, heads=args.heads, config=getattr(args, "config", None),
+                         backbone_dir=getattr(args, "backbone_dir", None), device=getattr(args, "device", None))
     if ck.info.heads_assumed:
         print(f"warning: {printable(path)}: fusion head count assumed to be {ck.info.heads} (not in the checkpoint, "
               "no sidecar JSON, no published configuration matches); pass --heads N or --config FILE",
@@ -80,7 +85,8 @@ def _explain_payload(ckpt, args, reference):
     else:
         welds = load_welds(args.samples)
         ref_welds = load_welds(args.reference) if args.reference else None
-        exp = explain_welds(ckpt, welds, baseline=args.baseline, target=args.target, reference=ref_welds)
+        exp = explain_welds(ckpt, welds, baseline=args.baseline, target=args.target, reference=ref_welds,
+                            device=getattr(args, "device", None), encoder_progress=_progress_line)
     payload = exp.to_json_dict()
     if welds is not None:
         for entry, w, b in zip(payload["results"], welds, range(len(welds))):
@@ -90,6 +96,14 @@ def _explain_payload(ckpt, args, reference):
             if w.truth is not None:
                 entry["truth"] = w.truth
     return exp, payload
+
+
+def _progress_line(stage: str, modality: str, done: int, total: int) -> None:
+    """Upstream's encoders are slow on a CPU: one stderr line per encoder built and per weld."""
+    if stage == "load":
+        print(f"loading the {modality} encoder from the checkpoint…", file=sys.stderr, flush=True)
+    elif done < total:
+        print(f"{modality} encoder: weld {done + 1}/{total}", file=sys.stderr, flush=True)
 
 
 def cmd_info(args) -> int:
@@ -176,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--target", default="auto", help="auto | logit | class:<name> | anomaly | cosine")
         s.add_argument("--reference", help="reference set (good samples): feature file, or welds with --sample")
         s.add_argument("--out", required=True, help="output JSON path")
+        s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=DEVICE_HELP)
+        s.add_argument("--backbone-dir", dest="backbone_dir", help=BACKBONE_HELP)
         s.set_defaults(func=func)
 
     s = sub.add_parser("synth", help="write synthetic welds in the dataset's layout")

@@ -20,15 +20,28 @@ from .engine import Explanation, explain
 DEFAULT_BATCH = 16
 
 
-def encode_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld]) -> FeatureBatch:
-    """Token sequences (with positions) for welds, by the checkpoint's built-in encoders."""
-    if ckpt.encoders is None:
+# encoder_progress(stage, modality, done, total): stage "load" (building an encoder from the
+# checkpoint) or "encode" (weld `done` of `total` by that encoder); upstream encoders only.
+EncoderProgress = Callable[[str, str, int, int], None]
+
+
+def encode_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld], *, device: str | None = None,
+                 encoder_progress: EncoderProgress | None = None) -> FeatureBatch:
+    """Token sequences (with positions) for welds, by the checkpoint's built-in encoders, or by
+    upstream's own encoders rebuilt from the file (`device`: auto | cpu | cuda for those)."""
+    encoders = getattr(ckpt, "weld_encoders", ckpt.encoders)
+    if encoders is None:
         raise InputError(ckpt.info.path, "this checkpoint has no built-in encoders (its backbones are not "
                                          "shipped), so it cannot read weld files: give a feature file instead")
     if not welds:
         raise InputError("", "no welds to explain")
     with torch.no_grad():
-        enc = ckpt.encoders.encode(list(welds))
+        if encoders is ckpt.encoders:
+            enc = encoders.encode(list(welds))
+        else:
+            if device is not None:
+                encoders.configure(device=device)
+            enc = encoders.encode(list(welds), progress=encoder_progress)
     return FeatureBatch(features=dict(enc.features), masks=dict(enc.masks), positions=dict(enc.positions),
                         ids=list(enc.weld_ids), source=", ".join(w.source for w in welds[:3]))
 
@@ -62,15 +75,20 @@ def concat_explanations(parts: Sequence[Explanation]) -> Explanation:
 
 def explain_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld], *, baseline: str = "drop-attention",
                   target: str = "auto", reference: Sequence[Weld] | None = None, batch_size: int = DEFAULT_BATCH,
-                  progress: Callable[[int, int], None] | None = None) -> Explanation:
+                  progress: Callable[[int, int], None] | None = None, device: str | None = None,
+                  encoder_progress: EncoderProgress | None = None) -> Explanation:
     """Explain many welds with one loaded model, `batch_size` welds per model run.
 
     Batching changes no number beyond float rounding (matrix kernels pick different
     blocking for different row counts, so last bits can differ from a one-weld run; for
-    bit-identical reruns keep `batch_size`). `progress(done, total)` is called after each batch.
+    bit-identical reruns keep `batch_size`). `progress(done, total)` is called after each batch;
+    `encoder_progress` per encoder and weld (upstream encoders: minutes per weld on a CPU).
     """
-    ref = encode_welds(ckpt, reference) if reference else None
-    chunks = [encode_welds(ckpt, welds[i:i + batch_size]) for i in range(0, len(welds), batch_size)]
+    def enc(ws):
+        return encode_welds(ckpt, ws, device=device, encoder_progress=encoder_progress)
+
+    ref = enc(reference) if reference else None
+    chunks = [enc(welds[i:i + batch_size]) for i in range(0, len(welds), batch_size)]
     if ref is None and baseline == "reference-mean" and len(chunks) > 1:
         # Without a reference set the mean is over all welds given, not per batch, so a
         # weld's numbers do not depend on which batch it landed in.

@@ -25,6 +25,7 @@ from ..io.torchload import file_sha256
 from ..vocab import MODALITIES
 from .dummy import DummyCrossAttentionFusion
 from .encoders.demo import EncoderConfig, WeldEncoders
+from .encoders.upstream.encoders import UpstreamEncoders, has_upstream_encoders
 from .fusion import CrossAttentionFusionModule, FusionConfig, parameter_count
 from .heads import SEED_DEFAULT_HEADS, HeadCount, resolve_heads  # noqa: F401  (SEED_DEFAULT_HEADS: the app's default)
 
@@ -95,6 +96,14 @@ class LoadedCheckpoint:
     class_codes: list[int] | None = None
     encoder_config: dict | None = None
     embedding: nn.Module | None = None    # upstream's feature_norm + L2: the model's real output
+    # upstream's own encoders (V-JEPA 2, DINO, AST, sensor Transformer), rebuilt from this
+    # file's weights on first use: only when weld files are explained
+    upstream_encoders: UpstreamEncoders | None = None
+
+    @property
+    def weld_encoders(self):
+        """What turns welds into tokens: the built-in encoders, else upstream's, else None."""
+        return self.encoders if self.encoders is not None else self.upstream_encoders
 
 
 class Embedding(nn.Module):
@@ -258,12 +267,15 @@ def _encoders(ek: dict[str, torch.Tensor], meta: dict, path: Path) -> WeldEncode
 
 
 def load_checkpoint(path: str | os.PathLike, heads: int | None = None, *,
-                    config: str | os.PathLike | None = None) -> LoadedCheckpoint:
+                    config: str | os.PathLike | None = None, backbone_dir: str | os.PathLike | None = None,
+                    device: str | None = None) -> LoadedCheckpoint:
     """Load a checkpoint of either published layout, from any of the supported containers.
 
     `heads`: the fusion head count, when the caller knows it (see `fusion_core.models.heads`
     for every other source); `config`: a config file stating it. Raises InputError (naming
-    the file and the reason) for anything that cannot load.
+    the file and the reason) for anything that cannot load. Upstream's encoders, when the file
+    holds them, are only read when welds are encoded (`backbone_dir`: local model folders
+    with their config.json; `device`: auto | cpu | cuda for them).
     """
     path = Path(path)
     _checked_file(path)
@@ -286,12 +298,30 @@ def load_checkpoint(path: str | os.PathLike, heads: int | None = None, *,
     for m in (fusion, classifier, encoders, embedding):
         _freeze(m)
     info = _info(cf, fusion, dims, hc, classifier, class_names, encoders, embedding)
+    upstream = None
+    if encoders is None and has_upstream_encoders(list(cf.ignored)):
+        upstream = UpstreamEncoders(path, dims, info.sha256, backbone_dir=str(backbone_dir) if backbone_dir else None,
+                                    device=device)
+        _report_upstream(info)
     codes = cf.meta.get("class_codes") if isinstance(cf.meta.get("class_codes"), list) else None
     return LoadedCheckpoint(fusion=fusion, info=info, classifier=classifier, encoders=encoders,
                             class_names=class_names if classifier is not None else None,
                             class_codes=codes if classifier is not None else None,
                             encoder_config=cf.meta.get("encoder_config") if encoders is not None else None,
-                            embedding=embedding)
+                            embedding=embedding, upstream_encoders=upstream)
+
+
+def _report_upstream(info: CheckpointInfo) -> None:
+    """The encoder groups are no longer 'not shipped': say they are read when welds are explained."""
+    renamed = {}
+    for label, n in info.ignored.items():
+        if "(pretrained backbone" in label:
+            label = label.split(" (")[0] + " (upstream encoder: loaded when weld files are explained)"
+        renamed[label] = n
+    info.ignored = renamed
+    info.notes.append("encoders: upstream's own (V-JEPA 2 video, DINO photos, AST audio, sensor Transformer), rebuilt "
+                      "from this file's weights when weld files are explained; the video branch gets the weld's "
+                      "photos when it has an images/ folder, as upstream's dataset reader does")
 
 
 def _info(cf: CheckpointFile, fusion, dims, hc: HeadCount | None, classifier, class_names, encoders,

@@ -1,0 +1,152 @@
+"""Upstream's four encoders, built lazily from a checkpoint's own weights; welds → a FeatureBatch.
+
+Nothing is read from the file's encoder groups until a weld is encoded (explaining feature
+files never pays for the backbones). Then every encoder is built (`backbones`, `sensor`),
+moved to the chosen device, and run weld by weld, with a progress callback per encoder and
+weld and the on-disk feature cache in front: a weld seen before costs no encoder at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ....errors import InputError
+from ....io.checkpoint import read_checkpoint_file
+from ....io.weld import Weld
+from ....vocab import MODALITIES
+from ..cache import FeatureCache
+from ..demo import EncodedBatch
+from . import preprocess as pre
+from .adapters import (AudioAdapter, EncoderAdapter, ImageAdapter, SensorAdapter, VideoAdapter,
+                       projection_of)
+from .backbones import PREFIXES, load_backbone
+from .sensor import build_sensor_encoder
+
+# progress(stage, modality, done, total): stage "load" | "encode" | "cached"
+Progress = Callable[[str, str, int, int], None]
+ENCODER_PREFIXES = {**PREFIXES, "sensor": "sensor_encoder."}
+
+
+def has_upstream_encoders(ignored_labels: Sequence[str]) -> bool:
+    """Whether a checkpoint's skipped groups hold upstream's encoders (by their prefixes); a
+    missing one is named when welds are encoded."""
+    return any(any(str(k).startswith(f"{m}_encoder.") for k in ignored_labels) for m in MODALITIES)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    want = (device or "auto").lower()
+    if want not in ("auto", "cpu", "cuda"):
+        raise InputError("", f"--device must be auto, cpu or cuda, not {device!r}")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise InputError("", "--device cuda: no CUDA device is available here")
+    return torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+class UpstreamEncoders:
+    """`encode(welds)` → EncodedBatch, like the built-in encoders, for upstream-format checkpoints."""
+
+    def __init__(self, path: str | Path, dims: dict[str, int], sha256: str, *, backbone_dir: str | None = None,
+                 device: str | None = None, cache: FeatureCache | None | bool = True):
+        self.path, self.dims, self.sha256 = Path(path), dict(dims), sha256
+        self.backbone_dir = Path(backbone_dir) if backbone_dir else None
+        self.device = resolve_device(device)
+        self.cache = FeatureCache() if cache is True else (cache or None)
+        self.adapters: dict[str, EncoderAdapter] | None = None
+        self.timings: dict[str, float] = {}          # seconds spent per encoder, this object's life
+        self.notes: list[str] = [pre.SENSOR_NOTE]
+
+    def configure(self, *, device: str | None = None, backbone_dir: str | None = None) -> None:
+        if backbone_dir is not None and Path(backbone_dir) != self.backbone_dir:
+            self.backbone_dir, self.adapters = Path(backbone_dir), None
+        if device is not None:
+            self.device = resolve_device(device)
+            if self.adapters:
+                for a in self.adapters.values():
+                    a.to(self.device)
+
+    def weights_digest(self, m: str) -> str:
+        src = str(self.backbone_dir) if self.backbone_dir else "published"
+        return hashlib.sha256(f"{self.sha256}:{ENCODER_PREFIXES[m]}:{src}".encode()).hexdigest()
+
+    # ----------------------------------------------------------------------- building
+    def load(self, progress: Progress | None = None) -> dict[str, EncoderAdapter]:
+        if self.adapters is not None:
+            return self.adapters
+        cf = read_checkpoint_file(self.path, with_encoders=True)
+        group = cf.groups.get("encoders", {})
+        where = str(self.path)
+        adapters: dict[str, EncoderAdapter] = {}
+        for i, m in enumerate(MODALITIES):
+            if progress:
+                progress("load", m, i, len(MODALITIES))
+            t = time.perf_counter()
+            adapters[m] = self._build(m, group, where).to(self.device)
+            self.timings[f"load {m}"] = time.perf_counter() - t
+        for m, a in adapters.items():
+            if a.dim != self.dims.get(m, a.dim):
+                raise InputError(where, f"{ENCODER_PREFIXES[m]}* gives {a.dim}-wide tokens but the fusion's "
+                                        f"{m} projection takes {self.dims[m]}")
+        self.adapters = adapters
+        return adapters
+
+    def _build(self, m: str, group: dict[str, torch.Tensor], where: str) -> EncoderAdapter:
+        prefix = ENCODER_PREFIXES[m]
+        sd = {k[len(prefix):]: v for k, v in group.items() if k.startswith(prefix)}
+        if not sd:
+            raise InputError(where, f"missing encoder key {prefix}*: the checkpoint has no {m} encoder weights")
+        if m == "sensor":
+            return SensorAdapter(build_sensor_encoder(sd, where))
+        backbone = load_backbone(m, sd, backbone_dir=self.backbone_dir, where=where)
+        cls = {"video": VideoAdapter, "image": ImageAdapter, "audio": AudioAdapter}[m]
+        return cls(backbone, projection_of(group, m))
+
+    def describe(self) -> dict[str, str]:
+        return {m: a.description for m, a in (self.adapters or {}).items()}
+
+    # ----------------------------------------------------------------------- running
+    @torch.no_grad()
+    def encode_one(self, m: str, weld: Weld) -> tuple[np.ndarray, np.ndarray, object]:
+        """(features (S, D), mask (S,), positions) of one weld by one encoder, cache first."""
+        adapter = self.load()[m]
+        key = self.cache.key(weld.digest, self.weights_digest(m), pre.PREPROCESS_VERSION, m) if self.cache else None
+        hit = self.cache.get(key) if self.cache else None
+        if hit is not None:
+            return hit
+        prep = adapter.prepare(weld)
+        mask = np.full(adapter.seq_len, prep.present, dtype=bool)
+        if prep.present:
+            t = time.perf_counter()
+            x = torch.from_numpy(prep.inputs).unsqueeze(0).to(self.device)
+            feats = adapter(x)[0].float().cpu().numpy()
+            self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t
+        else:
+            feats = np.zeros((adapter.seq_len, adapter.dim), np.float32)
+        if self.cache:
+            self.cache.put(key, feats, mask, prep.positions)
+        return feats, mask, prep.positions
+
+    def encode(self, welds: Sequence[Weld], progress: Progress | None = None) -> EncodedBatch:
+        welds = list(welds)
+        self.load(progress)
+        feats: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
+        masks: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
+        positions: dict[str, list] = {m: [] for m in MODALITIES}
+        for m in MODALITIES:
+            for i, w in enumerate(welds):
+                if progress:
+                    progress("encode", m, i, len(welds))
+                f, k, p = self.encode_one(m, w)
+                feats[m].append(f)
+                masks[m].append(k)
+                positions[m].append(p)
+            if progress:
+                progress("encode", m, len(welds), len(welds))
+        return EncodedBatch(features={m: torch.from_numpy(np.stack(v)) for m, v in feats.items()},
+                            masks={m: torch.from_numpy(np.stack(v)) for m, v in masks.items()},
+                            positions=positions, ids=[w.weld_id for w in welds])
