@@ -4,6 +4,20 @@
 `Case`s: what kind of input it is (checkpoint, features, weld), its path, and a phrase
 the error message must contain. Used by the CLI tests and the app tests alike.
 Pickles that would run code all try to create `marker`; it must never appear.
+
+`build_round2(root, good_weld_dir, dims)` (or `build_corpus(..., round2=True)`) adds the
+cases of issue 11, "Hardening, round 2": allocations sized by a claim (a CSV row 23 h on, a
+frame stamped at 86,000 s, an 11-minute video with audio, 199,999 CSV rows), decoders
+without a budget (2 h of silent FLAC, 8 channels at 192 kHz, 30 min at 44.1 kHz, a 40 MB
+line of commas, a million-column header, 64 photos of 60 Mpx), feature values that
+overflow (1e20, 3e38, 2**63) and sizes inside the element limit (10**6 positions, 10,000
+samples), photo modes Pillow decodes (a 16-bit PNG), names that are not printable
+(newline, ESC[2J, \\r, a bidi override), truth.json that would break the JSON output (NaN,
+1e999, deep nesting), and weld files that are not files (a FIFO, a link to /dev/zero).
+Some are inputs the readers must now handle (`outcome="ok"`: exit 0, finite output,
+bounded): the data supports a short weld, or only a bounded part is used.
+They are sized for the default `Limits`; the biggest file is 40 MB (hard links keep 64
+photos of 60 Mpx at the size of one).
 """
 
 from __future__ import annotations
@@ -29,6 +43,9 @@ class Case:
     kind: str          # checkpoint | features | weld
     path: Path
     expect: str        # phrase the one-line error must contain
+    outcome: str = "error"      # "error": exit 2, one line; "ok": exit 0 and a finite result
+    shows: str | None = None    # what the error must show of the path (default: its file or folder name)
+    max_duration_s: float | None = None   # "ok" welds: the result's time spans end by then
 
 
 class _Reduce:
@@ -256,9 +273,248 @@ def _welds(root: Path, weld: Path) -> list[Case]:
     return cases
 
 
+# =========================================================================== round 2 (issue 11)
+
+R2_SECONDS = 600.0   # the default time budget (fusion_core.io.limits.Limits.max_duration_s)
+
+
+def _copy_weld(root: Path, name: str, weld: Path, mutate=None, folder: str | None = None) -> Path:
+    """A copy of the good weld at root/name/<folder or weld id>, changed by `mutate(dir)`."""
+    d = root / name / (folder or weld.name)
+    shutil.copytree(weld, d)
+    if mutate:
+        mutate(d)
+    return d
+
+
+def _flac(path: Path, seconds: float, sr: int, channels: int = 1) -> Path:
+    """Silence, written a minute at a time (FLAC of silence is tiny: 2 h at 8 kHz is ~180 KB)."""
+    import soundfile as sf
+    left = int(round(seconds * sr))
+    with sf.SoundFile(path, "w", samplerate=sr, channels=channels, format="FLAC", subtype="PCM_16") as f:
+        block = np.zeros((min(left, 60 * sr), channels), np.int16)
+        while left > 0:
+            f.write(block[:min(left, len(block))])
+            left -= len(block)
+    return path
+
+
+def _flac_claiming(data: bytes, total_frames: int) -> bytes:
+    """The same FLAC with STREAMINFO's total-samples field set to `total_frames` (0 = unknown)."""
+    b = bytearray(data)
+    assert b[:4] == b"fLaC" and b[4] & 0x7F == 0, "expected STREAMINFO first"
+    bits = int.from_bytes(b[18:26], "big")     # 20 rate, 3 channels, 5 bits/sample, 36 total samples
+    bits = (bits & ~((1 << 36) - 1)) | total_frames
+    b[18:26] = bits.to_bytes(8, "big")
+    return bytes(b)
+
+
+def _video(path: Path, n: int, fps: int, *, fmt: str, size=(128, 96), last_pts: int | None = None,
+           audio_s: float = 0.0) -> Path:
+    """An mpeg4 video of `n` small intra frames (one encoded frame muxed n times when they are
+    all alike); optionally the last frame's timestamp moved, and an audio stream."""
+    import av
+    with av.open(str(path), "w", format=fmt) as c:
+        st = c.add_stream("mpeg4", rate=fps)
+        st.width, st.height, st.pix_fmt = size[0], size[1], "yuv420p"
+        st.codec_context.gop_size = 1
+        ast = c.add_stream("pcm_s16le", rate=8000) if audio_s else None
+        if ast is not None:
+            ast.layout = "mono"
+            af = av.AudioFrame.from_ndarray(np.zeros((1, int(8000 * audio_s)), np.int16), format="s16", layout="mono")
+            af.sample_rate, af.pts = 8000, 0
+            for p in ast.encode(af):
+                c.mux(p)
+        for i in range(n):
+            fr = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), (i * 7) % 200 + 20, np.uint8), format="rgb24")
+            fr.pts = last_pts if (last_pts is not None and i == n - 1) else i
+            for p in st.encode(fr):
+                c.mux(p)
+        for p in st.encode():
+            c.mux(p)
+        if ast is not None:
+            for p in ast.encode():
+                c.mux(p)
+    return path
+
+
+def _round2_features(root: Path, dims: dict[str, int]) -> list[Case]:
+    rng = np.random.default_rng(1)
+    good = {m: rng.normal(size=(3, d)).astype(np.float32) for m, d in dims.items()}
+    cases = []
+
+    def npz(name, expect, **arrays):
+        p = root / f"{name}.npz"
+        np.savez(p, **arrays)
+        cases.append(Case(name, "features", p, expect))
+
+    npz("feat-values-1e20", "overflow", **{**good, "video": good["video"] * np.float32(1e20)})
+    npz("feat-values-3e38-float32", "overflow", **{**good, "audio": np.full((3, dims["audio"]), 3e38, np.float32)})
+    npz("feat-uint64-2to63", "overflow", **{**good, "sensor": np.full((3, dims["sensor"]), 2 ** 63, np.uint64)})
+    npz("feat-1e6-positions", "positions", **{**good, "video": np.zeros((10 ** 6, 1), np.float32)})
+    npz("feat-10000-samples", "samples", **{**good, "video": np.zeros((10_000, 4, dims["video"]), np.float32)})
+    return cases
+
+
+def _round2_names(root: Path, weld: Path) -> list[Case]:
+    """Weld folders whose names would print a second line, clear the screen or overwrite the
+    line; each holds a broken CSV, so the error names the folder."""
+    from fusion_core.errors import printable
+    wid = weld.name
+
+    def broken_csv(d: Path):
+        lines = (d / f"{wid}.csv").read_text().splitlines()
+        cells = lines[3].split(",")
+        cells[6] = "n/a"
+        (d / f"{wid}.csv").write_text("\n".join(lines[:3] + [",".join(cells)] + lines[4:]) + "\n")
+
+    cases = []
+    for name, folder in (("name-newline", "weld\nALL WELDS OK"), ("name-ansi-clear", "weld\x1b[2J\x1b[H ALL WELDS OK"),
+                         ("name-carriage-return", "weld\rALL WELDS OK"), ("name-bidi-override", "weld\u202eKO SDLEW")):
+        d = _copy_weld(root, name, weld, broken_csv, folder=folder)
+        cases.append(Case(name, "weld", d, "not a number", shows=printable(folder)))
+    entries = [(f"w\x1b]0;pwned\x07/{p.relative_to(weld).as_posix()}", p.read_bytes())
+               for p in sorted(weld.rglob("*")) if p.is_file() and p.suffix != ".csv"]
+    entries.append((f"w\x1b]0;pwned\x07/{wid}.csv", b"Date,Time\n1,2\n"))
+    z = _zip(root / "name-in-zip.zip", entries)
+    cases.append(Case("name-zip-entry-escape", "weld", z, "missing column", shows=printable("w\x1b]0;pwned\x07")))
+    return cases
+
+
+def _round2_audio(root: Path, weld: Path) -> list[Case]:
+    wid = weld.name
+    cases = []
+
+    def with_audio(name, data: bytes, expect, outcome="error", suffix=".flac", max_s=None):
+        def put(d):
+            (d / f"{wid}.flac").unlink()
+            (d / f"{wid}{suffix}").write_bytes(data)
+        cases.append(Case(name, "weld", _copy_weld(root, name, weld, put), expect, outcome, max_duration_s=max_s))
+
+    tmp = root / "_audio"
+    tmp.mkdir()
+    two_h = _flac(tmp / "2h.flac", 2 * 3600, 8000).read_bytes()
+    with_audio("flac-2h-silence", two_h, "limit of 600 s")
+    with_audio("flac-2h-header-says-10s", _flac_claiming(two_h, 10 * 8000), "", "ok", max_s=10.5)
+    with_audio("flac-unknown-length", _flac_claiming(two_h, 0), "unknown length")
+    eight = _flac(tmp / "8ch.flac", 20, 192_000, 8).read_bytes()
+    with_audio("flac-8ch-192k-20s", eight, "", "ok", max_s=20.5)
+    with_audio("flac-8ch-192k-header-60s", _flac_claiming(eight, 60 * 192_000), "audio samples")
+    with_audio("flac-30min-44k", _flac(tmp / "30min.flac", 1800, 44_100).read_bytes(), "limit of 600 s")
+    with_audio("flac-9min-44k", _flac(tmp / "9min.flac", 540, 44_100).read_bytes(), "", "ok", max_s=540.5)
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((1600, 64), np.int16), 16000, format="WAV", subtype="PCM_16")
+    with_audio("wav-64-channels", buf.getvalue(), "channels", suffix=".wav")
+    shutil.rmtree(tmp)
+    return cases
+
+
+def _round2_csv(root: Path, weld: Path) -> list[Case]:
+    wid = weld.name
+    header, *rows = (weld / f"{wid}.csv").read_text().splitlines()
+    cases = []
+
+    def with_csv(name, text: str | bytes, expect, outcome="error", max_s=None):
+        data = text.encode() if isinstance(text, str) else text
+        d = _copy_weld(root, name, weld, lambda d: (d / f"{wid}.csv").write_bytes(data))
+        cases.append(Case(name, "weld", d, expect, outcome, max_duration_s=max_s))
+
+    import datetime as dt
+    first, last = rows[0].split(","), rows[-1].split(",")
+    later = dt.datetime.fromisoformat(f"{first[0]} {first[1]}") + dt.timedelta(hours=23)
+    last[0], last[1] = later.strftime("%Y-%m-%d"), later.strftime("%H:%M:%S.%f")[:-3]
+    with_csv("csv-last-row-23h-later", "\n".join([header] + rows[:-1] + [",".join(last)]) + "\n", "", "ok", max_s=10.0)
+    body = rows[5].split(",")
+    with_csv("csv-199999-rows", header + "\n" + "\n".join(",".join(["", ""] + body[2:])
+                                                          for _ in range(199_999)) + "\n", "more than 100000 rows")
+    timed = [f"2024-11-01,{int(10 + k / 8.6 // 3600):02d}:{int(k / 8.6 % 3600 // 60):02d}:{k / 8.6 % 60:06.3f},"
+             + ",".join(body[2:]) for k in range(6_000)]
+    with_csv("csv-6000-rows-at-8.6hz", header + "\n" + "\n".join(timed) + "\n", "limit of 600 s")
+    with_csv("csv-40MB-of-commas", header.encode() + b"\n" + b"," * (40 << 20), "bytes, more than")
+    with_csv("csv-2MB-line-of-commas", header + "\n" + "," * (2 << 20) + "\n", "characters, more than")
+    with_csv("csv-million-column-header", ",".join(["c"] * 10 ** 6) + "\n" + rows[0] + "\n", "characters, more than")
+    with_csv("csv-5000-column-header", header + "," + ",".join(f"x{i}" for i in range(5000)) + "\n" + rows[0] + "\n",
+             "columns")
+    d = _copy_weld(root, "csv-is-dev-zero", weld, lambda d: ((d / f"{wid}.csv").unlink(),
+                                                            (d / f"{wid}.csv").symlink_to("/dev/zero")))
+    cases.append(Case("csv-is-dev-zero", "weld", d, "not a regular file"))
+    d = _copy_weld(root, "csv-is-a-fifo", weld, lambda d: ((d / f"{wid}.csv").unlink(), os.mkfifo(d / f"{wid}.csv")))
+    cases.append(Case("csv-is-a-fifo", "weld", d, "not a regular file"))
+    for name, text, expect in (("truth-nan", b'{"class": NaN}', "NaN"), ("truth-1e999", b'{"class": 1e999}', "overflow"),
+                               ("truth-deep-nesting", b"[" * 200_000 + b"]" * 200_000, "nested")):
+        d = _copy_weld(root, name, weld, lambda d, text=text: (d / "truth.json").write_bytes(text))
+        cases.append(Case(name, "weld", d, expect))
+    return cases
+
+
+def _round2_video(root: Path, weld: Path) -> list[Case]:
+    wid = weld.name
+
+    def with_video(d: Path, make, suffix):
+        (d / f"{wid}.avi").unlink()
+        make(d / f"{wid}{suffix}")
+
+    d = _copy_weld(root, "video-11min-15fps-with-audio", weld,
+                   lambda d: with_video(d, lambda p: _video(p, 9_900, 15, fmt="avi", size=(32, 24), audio_s=2.0), ".avi"))
+    cases = [Case("video-11min-15fps-with-audio", "weld", d, "limit of 600 s")]
+    d = _copy_weld(root, "video-frame-at-86000s", weld,
+                   lambda d: with_video(d, lambda p: _video(p, 120, 15, fmt="matroska", last_pts=86_000 * 15), ".mkv"))
+    cases.append(Case("video-frame-at-86000s", "weld", d, "", "ok", max_duration_s=10.0))
+    return cases
+
+
+def _round2_photos(root: Path, weld: Path) -> list[Case]:
+    from PIL import Image
+    wid = weld.name
+    tmp = root / "_photos"
+    tmp.mkdir()
+
+    def photos(name: str, src: Path, count: int, expect: str, outcome="error", ext=".jpg"):
+        def put(d):
+            shutil.rmtree(d / "images")
+            (d / "images").mkdir()
+            for k in range(count):   # hard links: 64 photos of 60 Mpx take the disk of one
+                os.link(src, d / "images" / f"{wid}_{k + 1}{ext}")
+        cases.append(Case(name, "weld", _copy_weld(root, name, weld, put), expect, outcome,
+                          max_duration_s=10.0 if outcome == "ok" else None))
+
+    cases: list[Case] = []
+    big = tmp / "60mpx.jpg"
+    Image.new("RGB", (7745, 7745), (120, 110, 100)).save(big, quality=85)
+    photos("photos-64-of-60mpx-jpeg", big, 64, "", "ok")
+    big_png = tmp / "60mpx.png"
+    Image.new("L", (7745, 7745), 120).save(big_png)
+    photos("photos-16-of-60mpx-png", big_png, 16, "pixels to decode", ext=".png")
+    over = tmp / "64mpx.png"
+    Image.new("1", (8000, 8000), 1).save(over)
+    photos("photo-64mpx-over-limit", over, 1, "limit", ext=".png")
+    small = tmp / "small.jpg"
+    Image.new("RGB", (40, 18), (90, 90, 90)).save(small)
+    photos("photos-65-too-many", small, 65, "photos, more than the limit")
+    g16 = tmp / "gradient16.png"
+    Image.fromarray(np.tile(np.linspace(0, 65535, 800), (360, 1)).astype(np.uint16)).save(g16)
+    photos("photo-16bit-grayscale-png", g16, 5, "", "ok", ext=".png")
+    return cases
+
+
+def build_round2(root: Path, weld_dir: Path, dims: dict[str, int]) -> list[Case]:
+    """The cases of issue 11 ("Hardening, round 2"), written under `root`; see the module notes."""
+    for sub in ("feat", "names", "audio", "csv", "video", "photos"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    cases = _round2_features(root / "feat", dims)
+    cases += _round2_names(root / "names", weld_dir)
+    cases += _round2_audio(root / "audio", weld_dir)
+    cases += _round2_csv(root / "csv", weld_dir)
+    cases += _round2_video(root / "video", weld_dir)
+    cases += _round2_photos(root / "photos", weld_dir)
+    return cases
+
+
 def build_corpus(root: Path, fusion_state_dict: dict, heads: int, dims: dict[str, int], weld_dir: Path,
-                 marker: Path) -> list[Case]:
-    """Every case, written under `root` (which must exist and be empty)."""
+                 marker: Path, *, round2: bool = False) -> list[Case]:
+    """Every case, written under `root` (which must exist and be empty); with `round2`, the
+    cases of `build_round2` too."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "ck").mkdir()
     (root / "feat").mkdir()
@@ -266,9 +522,38 @@ def build_corpus(root: Path, fusion_state_dict: dict, heads: int, dims: dict[str
     cases = _checkpoints(root / "ck", fusion_state_dict, heads, marker)
     cases += _features(root / "feat", dims, marker)
     cases += _welds(root / "weld", weld_dir)
+    if round2:
+        cases += build_round2(root / "round2", weld_dir, dims)
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return cases
+
+
+def setup_corpus(d: Path, *, round2: bool = True) -> dict:
+    """Everything the CLI cases need, under `d`: a small fusion checkpoint for the feature cases,
+    a demo weld model for the weld cases, the good weld, and the corpus built from them.
+    {"cases", "good_ck", "weld_ck", "weld", "marker", "dims"} (the tests' fixtures do the same)."""
+    from factories import random_module, small_config
+    from fusion_core.models.encoders.demo import EncoderConfig
+    from fusion_core.models.fusion import FusionConfig
+    from fusion_core.training.synth import generate_weld
+    from fusion_core.training.train import WeldModel, save_model
+    from fusion_core.vocab import MODALITIES
+    cfg = small_config(0, num_heads=2)
+    sd = random_module(cfg, 0).state_dict()
+    good_ck = d / "good.pt"
+    torch.save({"model_state_dict": sd, "config": {"num_heads": 2}}, good_ck)
+    weld = generate_weld("000102", 2, 0, d / "src")
+    torch.manual_seed(0)
+    enc = EncoderConfig()
+    model = WeldModel(enc, FusionConfig(**{f"{m}_dim": enc.dim(m) for m in MODALITIES}, hidden_dim=16,
+                                        num_fusion_tokens=2, num_heads=2), [0, 2, 3])
+    weld_ck = d / "weld-model.safetensors"
+    save_model(weld_ck, model.eval())
+    dims = {m: cfg.input_dim(m) for m in MODALITIES}
+    cases = build_corpus(d / "corpus", sd, 2, dims, weld, d / "MARKER", round2=round2)
+    return {"cases": cases, "good_ck": good_ck, "weld_ck": weld_ck, "weld": weld, "marker": d / "MARKER",
+            "dims": dims}
 
 
 if __name__ == "__main__":   # write a corpus to look at: python tests/bad_inputs.py OUT_DIR
@@ -281,5 +566,6 @@ if __name__ == "__main__":   # write a corpus to look at: python tests/bad_input
     cfg = small_config(0, num_heads=2)
     w = generate_weld("000102", 2, 0, out / "_weld")
     cs = build_corpus(out / "corpus", random_module(cfg, 0).state_dict(), 2,
-                      {m: cfg.input_dim(m) for m in ("video", "image", "audio", "sensor")}, w, out / "MARKER")
+                      {m: cfg.input_dim(m) for m in ("video", "image", "audio", "sensor")}, w, out / "MARKER",
+                      round2=True)
     print(json.dumps([{"name": c.name, "kind": c.kind, "path": str(c.path)} for c in cs], indent=1))

@@ -1,5 +1,11 @@
 """Every case of the hostile-input corpus through the CLI: exit 2, one line naming the
-file and the problem, no traceback, and no code from any file ever runs."""
+file and the problem, no traceback, and no code from any file ever runs.
+
+The first round's cases (quick to refuse) run in this process through `fusion_core.cli.main`.
+The second round's (issue 11: budgets, overflow, sizes, photo modes, unprintable names) run
+each in a process of its own (`tests/hostile_runner.py`), judged on exit code, one stderr
+line naming the file, no traceback, and peak RSS below 1.5 GB; a few of the heaviest also
+through a fresh `python -m fusion_core`."""
 
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from fusion_core.vocab import MODALITIES
 from fusion_core.training.synth import generate_weld
 from fusion_core.training.train import WeldModel, save_model
 
-from bad_inputs import build_corpus
+from bad_inputs import build_corpus, build_round2
 from factories import random_module, small_config
+from hostile_runner import MAX_RSS_MB, argv_for, judge, run_cli_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +47,12 @@ def corpus(tmp_path_factory):
     save_model(weld_ck, model.eval())
     cases = build_corpus(d / "corpus", sd, 2, {m: cfg.input_dim(m) for m in MODALITIES}, weld, marker)
     return {"cases": {c.name: c for c in cases}, "marker": marker, "good_ck": good_ck, "weld_ck": weld_ck,
-            "weld": weld, "dir": d}
+            "weld": weld, "dir": d, "dims": {m: cfg.input_dim(m) for m in MODALITIES}}
+
+
+@pytest.fixture(scope="module")
+def round2(corpus):
+    return {c.name: c for c in build_round2(corpus["dir"] / "round2", corpus["weld"], corpus["dims"])}
 
 
 def test_corpus_has_at_least_50_cases(corpus):
@@ -97,3 +109,27 @@ def test_good_inputs_next_to_the_corpus_still_work(corpus, tmp_path):
     r = json.loads(out.read_text())["results"][0]
     assert r["weld"] == "000102" and r["truth"]["class"] == 2
     assert set(r["positions"]) == set(MODALITIES) and abs(r["efficiency_gap"]) < 1e-5
+
+
+# Also through a fresh `python -m fusion_core` (the runner forks the others from one interpreter).
+FRESH = ("flac-9min-44k", "photos-64-of-60mpx-jpeg", "csv-199999-rows")
+
+
+def test_round2_every_case_in_its_own_process(corpus, round2, tmp_path):
+    """Issue 11's cases: refused with one line naming the file, or (outcome "ok") read within the
+    budget into a finite result; no traceback; under 1.5 GB each, by the process's own peak RSS."""
+    assert len(round2) >= 35 and {c.outcome for c in round2.values()} == {"error", "ok"}
+    outs = {name: tmp_path / f"{name}.json" for name in round2}
+    jobs = [{"name": name, "argv": argv_for(c, corpus["good_ck"], corpus["weld_ck"], outs[name])}
+            for name, c in round2.items()]
+    jobs += [{"name": f"{name} (python -m)", "fresh": True,
+              "argv": argv_for(round2[name], corpus["good_ck"], corpus["weld_ck"], tmp_path / f"{name}-m.json")}
+             for name in FRESH]
+    results, children_mb = run_cli_cases(jobs)
+    failures = [judge(c, results[name], outs[name]) for name, c in round2.items()]
+    failures += [judge(round2[name], results[f"{name} (python -m)"], tmp_path / f"{name}-m.json") for name in FRESH]
+    assert not [f for f in failures if f], "\n".join(f for f in failures if f)
+    # resource.getrusage(RUSAGE_CHILDREN) in the runner: the largest of its children
+    assert children_mb < MAX_RSS_MB, f"peak RSS {children_mb:.0f} MB"
+    assert max(r["max_rss_mb"] for r in results.values()) <= children_mb + 1
+    assert not corpus["marker"].exists()

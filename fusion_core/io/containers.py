@@ -18,6 +18,10 @@ the decoders are `decode`'s. Here:
   or actually read); an entry that expands more than `Limits.max_ratio` times; encrypted
   entries; duplicate names; and zips inside the zip (unzip them first) — each as an
   `InputError` naming the zip entry and the problem.
+- One weld's files are read within the budget (`Limits.max_weld_bytes` in all, and per kind
+  `Limits.file_bytes`), each checked by its size before it is read, and by the bytes read.
+- Only the first `Limits.max_photos_decoded` photos are read (`layout.plan_weld`); the
+  others are counted in `Weld.images_skipped`.
 - Any problem with a file is an `InputError(file, problem)`; a call either returns every
   weld it was asked for or raises: nothing half-loaded.
 """
@@ -35,9 +39,10 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping
 
 from ..errors import InputError
-from .decode import decode_audio, decode_image, decode_video, read_sensor_csv, read_truth
-from .layout import choose, few, folder_rels, group, is_junk, kind_of, natural, weld_digest, weld_id_of
-from .limits import DEFAULT_LIMITS, Limits
+from .decode import (decode_audio, decode_image, decode_video, image_decode_pixels, read_sensor_csv,
+                     read_truth)
+from .layout import few, folder_rels, group, is_junk, kind_of, natural, plan_weld, weld_digest, weld_id_of
+from .limits import DEFAULT_LIMITS, Limits, seconds
 from .weld import Weld
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -47,9 +52,9 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 class _File:
     """One file of a container, not read yet."""
 
-    rel: str                       # posix path relative to the container root
-    source: str                    # what error messages call it
-    read: Callable[[], bytes]      # reads it, enforcing limits
+    rel: str                            # posix path relative to the container root
+    source: str                         # what error messages call it
+    read: Callable[[int, str], bytes]   # read(most bytes, what that bound is): refuses past it
 
 
 # --------------------------------------------------------------------------- public API
@@ -86,8 +91,7 @@ def iter_welds(path: str | os.PathLike, *, max_frames: int = 48, max_side: int =
                 limits=limits)
     if p.is_dir():
         files = _folder_files(p, limits)
-        yield from _read_welds(files, default_id=p.resolve().name, container=str(p),
-                               per_weld_budget=True, **opts)
+        yield from _read_welds(files, default_id=p.resolve().name, container=str(p), **opts)
     elif p.suffix.lower() == ".zip":
         try:
             fh = open(p, "rb")
@@ -138,7 +142,7 @@ def load_weld_from_files(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]
         seen.add(base.lower())
         blob = bytes(data)
         rel = f"images/{base}" if kind == "image" else base
-        entries.append(_File(rel, base, lambda blob=blob: blob))
+        entries.append(_File(rel, base, _bytes_reader(blob, base)))
     total = sum(len(d) for _, d in items)
     if total > limits.max_total_bytes:
         raise InputError("upload", f"{total} bytes in all, more than the "
@@ -154,26 +158,37 @@ def load_weld_from_files(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]
 # --------------------------------------------------------------------------- finding files
 
 
-
-
-
-
-
-
-
-
-
-
 def _folder_files(root: Path, limits: Limits) -> list[_File]:
     return [_File(rel, str(root / rel), _disk_reader(root / rel)) for rel in folder_rels(root, limits)]
 
 
-def _disk_reader(full: Path) -> Callable[[], bytes]:
-    def read() -> bytes:
+def _too_big(source, size: int, what: str) -> InputError:
+    return InputError(source, f"{size:,} bytes, more than {what}")
+
+
+def _disk_reader(full: Path) -> Callable[[int, str], bytes]:
+    def read(most: int, what: str) -> bytes:
         try:
-            return full.read_bytes()
+            st = full.stat()
+            if not stat.S_ISREG(st.st_mode):     # a FIFO would block, /dev/zero never end
+                raise InputError(full, "not a regular file")
+            if st.st_size > most:
+                raise _too_big(full, st.st_size, what)
+            with open(full, "rb") as fh:
+                data = fh.read(most + 1)     # a file that grew since: at most one byte past
         except OSError as e:
             raise InputError(full, f"cannot read: {e.strerror or e}") from None
+        if len(data) > most:
+            raise _too_big(full, len(data), what)
+        return data
+    return read
+
+
+def _bytes_reader(blob: bytes, source: str) -> Callable[[int, str], bytes]:
+    def read(most: int, what: str) -> bytes:
+        if len(blob) > most:
+            raise _too_big(source, len(blob), what)
+        return blob
     return read
 
 
@@ -190,7 +205,7 @@ def _zip_welds(fileobj, zip_name: str, default_id: str, *, max_frames: int, max_
         files = _zip_files(zf, zip_name, limits)
         # A zip is read whole before anything is returned: all or nothing.
         welds = list(_read_welds(files, default_id=default_id, container=zip_name,
-                                 per_weld_budget=False, max_frames=max_frames, max_side=max_side,
+                                 max_frames=max_frames, max_side=max_side,
                                  image_max_side=image_max_side, limits=limits))
     yield from welds
 
@@ -263,8 +278,10 @@ def _zip_files(zf: zipfile.ZipFile, zip_name: str, limits: Limits) -> list[_File
 
 
 def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: dict,
-                limits: Limits) -> Callable[[], bytes]:
-    def read() -> bytes:
+                limits: Limits) -> Callable[[int, str], bytes]:
+    def read(most: int, what: str) -> bytes:
+        if info.file_size > most:
+            raise _too_big(where, info.file_size, what)
         # Count the bytes actually inflated: declared sizes can lie.
         cap = min(info.file_size, budget["left"])
         chunks: list[bytes] = []
@@ -300,9 +317,8 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: 
 # --------------------------------------------------------------------------- welds
 
 
-def _read_welds(files: list[_File], *, default_id: str, container: str, per_weld_budget: bool,
-                max_frames: int, max_side: int, image_max_side: int,
-                limits: Limits) -> Iterator[Weld]:
+def _read_welds(files: list[_File], *, default_id: str, container: str, max_frames: int, max_side: int,
+                image_max_side: int, limits: Limits) -> Iterator[Weld]:
     groups = group(files)
     if not groups:
         zips = sum(1 for f in files if f.rel.lower().endswith(".zip") and not is_junk(f.rel))
@@ -321,110 +337,114 @@ def _read_welds(files: list[_File], *, default_id: str, container: str, per_weld
     for wid, d, fs in plan:
         yield _read_one(d, fs, default_id=wid, forced_id=wid, container=container,
                         max_frames=max_frames, max_side=max_side,
-                        image_max_side=image_max_side, limits=limits,
-                        per_weld_budget=per_weld_budget)
-
-
-
-
-
-
-
-
+                        image_max_side=image_max_side, limits=limits)
 
 
 def _chosen(d: str, files: list[_File], weld_id: str, container: str,
-            limits: Limits) -> list[tuple[str, _File]]:
-    """(digest name, file) of what `layout.choose` picks; InputError naming the weld if it can't."""
+            limits: Limits) -> tuple[list[tuple[str, _File]], int]:
+    """((digest name, file) of what `layout.plan_weld` picks, photos skipped); InputError naming
+    the weld if it can't."""
     by_rel = {f.rel: f for f in files}
-    picked, problem = choose(list(by_rel), weld_id, limits)
+    picked, skipped, problem = plan_weld(list(by_rel), weld_id, limits)
     if problem:
         raise InputError(_join(container, d), problem)
-    return [(name, by_rel[rel]) for name, rel in picked]
+    return [(name, by_rel[rel]) for name, rel in picked], skipped
 
 
-def _read_blobs(picked: list[tuple[str, _File]], where: str, limits: Limits,
-                per_weld_budget: bool) -> dict[str, bytes]:
+_KIND_WORDS = {"sensor": "a sensor CSV", "truth": "truth.json"}
+
+
+def _read_blobs(picked: list[tuple[str, _File]], limits: Limits) -> dict[str, bytes]:
+    """The chosen files' bytes, each refused by its size before it is read when it would pass
+    its kind's limit or what is left of the weld's."""
     blobs: dict[str, bytes] = {}
-    total = 0
+    left = limits.max_weld_bytes
     for name, f in picked:
-        data = f.read()
-        total += len(data)
-        if per_weld_budget and total > limits.max_total_bytes:
-            raise InputError(where, f"weld files add up to more than {limits.max_total_bytes} bytes")
+        kind = kind_of(PurePosixPath(name).name)
+        own = limits.file_bytes(kind)
+        if own < left:
+            what = f"the limit of {own:,} for {_KIND_WORDS.get(kind, 'one file')}"
+        else:
+            what = f"what is left of the {limits.max_weld_bytes:,} bytes one weld's files may take"
+        data = f.read(min(own, left), what)
+        left -= len(data)
         blobs[name] = data
     return blobs
 
 
 def decode_weld(weld_id: str, where: str, files: list[tuple[str, str, bytes]], *, max_frames: int = 48,
-                max_side: int = 160, image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS) -> Weld:
+                max_side: int = 160, image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS,
+                images_skipped: int = 0) -> Weld:
     """A `Weld` from its chosen files' bytes: (digest name, source for messages, bytes) each,
-    in `layout.choose` order. The digest is `layout.weld_digest` of the same bytes."""
+    in `layout.choose` order. The digest is `layout.weld_digest` of the same bytes.
+
+    Photos beyond `limits.max_photos_decoded` are not decoded; they add to `images_skipped`
+    (those the chooser already left out). The photos' decoding cost is checked against
+    `limits.max_photo_pixels_total` from their headers before the first is decoded, and the
+    weld's duration against `limits.max_duration_s` once all are.
+    """
     weld = Weld(weld_id=weld_id, source=where, digest=weld_digest({n: b for n, _, b in files}))
     # truth.json last: a broken media file is the error to report first
-    for name, source, data in sorted(files, key=lambda f: kind_of(PurePosixPath(f[0]).name) == "truth"):
+    ordered = sorted(files, key=lambda f: kind_of(PurePosixPath(f[0]).name) == "truth")
+    photos = [(s, d) for n, s, d in ordered if kind_of(PurePosixPath(n).name) == "image"]
+    keep = max(0, limits.max_photos_decoded)
+    weld.images_skipped = images_skipped + max(0, len(photos) - keep)
+    seen = 0
+    for name, source, data in ordered:
         kind = kind_of(PurePosixPath(name).name)
-        if kind == "video":
-            weld.video, weld.video_times, weld.video_fps = decode_video(
-                data, source, max_frames=max_frames, max_side=max_side, limits=limits)
-        elif kind == "audio":
-            weld.audio = decode_audio(data, source, limits=limits)
-        elif kind == "sensor":
-            weld.sensor = read_sensor_csv(data, source, max_rows=limits.max_rows)
-        elif kind == "truth":
-            weld.truth = read_truth(data, source)
-        elif kind == "image":
-            arr, size = decode_image(data, source, max_side=image_max_side, limits=limits)
-            weld.images.append(arr)
-            weld.image_names.append(PurePosixPath(name).name)
-            weld.image_sizes.append(size)
+        if kind == "image":
+            if seen == 0:
+                _check_photo_pixels(photos[:keep], image_max_side, limits)
+            seen += 1
+            if seen > keep:
+                continue
+        _decode_into(weld, kind, name, source, data, max_frames=max_frames, max_side=max_side,
+                     image_max_side=image_max_side, limits=limits)
+    if weld.duration > limits.max_duration_s + 1e-3:   # each reader checked its own; rounding aside
+        raise InputError(where, f"covers {seconds(weld.duration)}, more than the limit of {seconds(limits.max_duration_s)}")
     return weld
+
+
+def _decode_into(weld: Weld, kind: str | None, name: str, source: str, data: bytes, *, max_frames: int,
+                 max_side: int, image_max_side: int, limits: Limits) -> None:
+    if kind == "video":
+        weld.video, weld.video_times, weld.video_fps = decode_video(
+            data, source, max_frames=max_frames, max_side=max_side, limits=limits)
+    elif kind == "audio":
+        weld.audio = decode_audio(data, source, limits=limits)
+    elif kind == "sensor":
+        weld.sensor = read_sensor_csv(data, source, limits=limits)
+    elif kind == "truth":
+        weld.truth = read_truth(data, source, limits=limits)
+    elif kind == "image":
+        arr, size = decode_image(data, source, max_side=image_max_side, limits=limits)
+        weld.images.append(arr)
+        weld.image_names.append(PurePosixPath(name).name)
+        weld.image_sizes.append(size)
+
+
+def _check_photo_pixels(photos: list[tuple[str, bytes]], max_side: int, limits: Limits) -> None:
+    """Refuse, before decoding any, photos whose decoding would take more pixels in all than
+    the budget (from their headers; a big JPEG decodes at reduced scale)."""
+    total = 0
+    for source, data in photos:
+        total += image_decode_pixels(data, source, max_side=max_side, limits=limits)
+        if total > limits.max_photo_pixels_total:
+            raise InputError(source, f"the weld's photos up to this one take {total:,} pixels to decode, "
+                                     f"more than the limit of {limits.max_photo_pixels_total:,}")
 
 
 def _read_one(d: str, files: list[_File], *, default_id: str, forced_id: str | None,
               container: str, max_frames: int, max_side: int, image_max_side: int,
-              limits: Limits, per_weld_budget: bool = True) -> Weld:
+              limits: Limits) -> Weld:
     weld_id = forced_id or weld_id_of(d, files, default_id)
-    picked = _chosen(d, files, weld_id, container, limits)
+    picked, skipped = _chosen(d, files, weld_id, container, limits)
     where = _join(container, d)
-    blobs = _read_blobs(picked, where, limits, per_weld_budget)
+    blobs = _read_blobs(picked, limits)
     return decode_weld(weld_id, where, [(name, f.source, blobs[name]) for name, f in picked],
-                       max_frames=max_frames, max_side=max_side, image_max_side=image_max_side, limits=limits)
+                       max_frames=max_frames, max_side=max_side, image_max_side=image_max_side,
+                       limits=limits, images_skipped=skipped)
 
 
 def _join(container: str, d: str) -> str:
     return f"{container}/{d}" if d else container
-
-
-
-
-
-
-# --------------------------------------------------------------------------- decoders
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -10,12 +10,16 @@ Rules a user can rely on:
   above other welds that holds only a CSV (say labels.csv) is a container, not a weld.
 - Within a weld, when there are several files of one kind, the one whose stem is the part
   number wins (for audio, `.flac` beside `.wav`); if none or several do, that is an error
-  (ambiguous). Other files are ignored. Photos are taken in natural name order.
+  (ambiguous). Other files are ignored. Photos are taken in natural name order; a weld with
+  more than `Limits.max_images` photos is refused, and only the first
+  `Limits.max_photos_decoded` are used (read, hashed, decoded): the rest are skipped, and
+  counted (`plan_weld`, `Weld.images_skipped`).
 - The weld id is the folder name when a file is named after it; otherwise the stem the
   video/audio/csv files share; otherwise the folder (or zip / upload) name.
 - Junk is skipped: hidden files and folders, `__MACOSX/`, Thumbs.db, desktop.ini.
 - The weld digest is sha256 over the chosen files' (digest name, length, bytes), names
-  sorted; a digest name is the file name, `images/<name>` for photos.
+  sorted; a digest name is the file name, `images/<name>` for photos. Skipped photos are
+  not part of it.
 """
 
 from __future__ import annotations
@@ -146,6 +150,14 @@ KIND_LABELS = {"video": "video", "audio": "audio", "sensor": "sensor CSV", "trut
 def choose(rels: list[str], weld_id: str, limits: Limits) -> tuple[list[tuple[str, str]], str | None]:
     """The files a reader uses for one weld, as (digest name, rel) in reading order (video,
     audio, sensor, truth, then photos), or ([], problem) when the weld cannot be read as laid out."""
+    chosen, _, problem = plan_weld(rels, weld_id, limits)
+    return chosen, problem
+
+
+def plan_weld(rels: list[str], weld_id: str,
+              limits: Limits) -> tuple[list[tuple[str, str]], int, str | None]:
+    """`choose`, and how many photos beyond `limits.max_photos_decoded` it skipped:
+    (chosen, photos skipped, problem)."""
     by_kind: dict[str, list[str]] = {"video": [], "audio": [], "sensor": [], "image": [], "truth": []}
     image_dirs: set[str] = set()
     for r in rels:
@@ -158,30 +170,36 @@ def choose(rels: list[str], weld_id: str, limits: Limits) -> tuple[list[tuple[st
             image_dirs.add(str(p.parent))
     chosen: list[tuple[str, str]] = []
     for kind in ("video", "audio", "sensor", "truth"):
-        cands = by_kind[kind]
-        if not cands:
-            continue
-        pick = cands
-        if len(cands) > 1:
-            pick = [c for c in cands if PurePosixPath(c).stem.lower() == weld_id.lower()]
-            if kind == "audio" and len(pick) > 1:  # <id>.flac beside <id>.wav: the dataset's own format
-                pick = [c for c in pick if c.lower().endswith(".flac")] or pick
-        if len(pick) != 1:
-            return [], (f"ambiguous {KIND_LABELS[kind]}: several files ({few(PurePosixPath(c).name for c in cands)}) "
-                        f"and not exactly one named {weld_id}.*")
-        chosen.append((PurePosixPath(pick[0]).name, pick[0]))
+        pick, problem = _pick_one(kind, by_kind[kind], weld_id)
+        if problem:
+            return [], 0, problem
+        chosen += [(PurePosixPath(r).name, r) for r in pick]
     images = by_kind["image"]
     if image_dirs:
         if len(image_dirs) > 1:
-            return [], "several images folders: " + few(sorted(image_dirs))
+            return [], 0, "several images folders: " + few(sorted(image_dirs))
         images = [r for r in images if str(PurePosixPath(r).parent) in image_dirs]
     images.sort(key=lambda r: natural(PurePosixPath(r).name))
     if len(images) > limits.max_images:
-        return [], f"{len(images)} photos, more than the limit of {limits.max_images}"
-    chosen += [("images/" + PurePosixPath(r).name, r) for r in images]
+        return [], 0, f"{len(images)} photos, more than the limit of {limits.max_images}"
+    used = images[:max(0, limits.max_photos_decoded)]
+    chosen += [("images/" + PurePosixPath(r).name, r) for r in used]
     if not any(kind_of(PurePosixPath(r).name) != "truth" for _, r in chosen):
-        return [], "no modality found: expected a video, audio, sensor CSV or photos"
-    return chosen, None
+        return [], 0, "no modality found: expected a video, audio, sensor CSV or photos"
+    return chosen, len(images) - len(used), None
+
+
+def _pick_one(kind: str, cands: list[str], weld_id: str) -> tuple[list[str], str | None]:
+    """The one file of a kind the weld uses ([] when it has none), or a problem when ambiguous."""
+    if len(cands) <= 1:
+        return cands, None
+    pick = [c for c in cands if PurePosixPath(c).stem.lower() == weld_id.lower()]
+    if kind == "audio" and len(pick) > 1:  # <id>.flac beside <id>.wav: the dataset's own format
+        pick = [c for c in pick if c.lower().endswith(".flac")] or pick
+    if len(pick) != 1:
+        return [], (f"ambiguous {KIND_LABELS[kind]}: several files ({few(PurePosixPath(c).name for c in cands)}) "
+                    f"and not exactly one named {weld_id}.*")
+    return pick, None
 
 
 def weld_digest(blobs: dict[str, bytes]) -> str:

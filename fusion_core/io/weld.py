@@ -33,6 +33,9 @@ class Weld:
     # (width, height) of each photo as stored, before downscaling: truth.json regions and
     # other boxes in the file's pixels scale by images[i].shape / image_sizes[i].
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    # Photos the weld holds beyond the budget's `max_photos_decoded`, not read (the first ones
+    # in natural name order are): a UI says "N more photos not shown".
+    images_skipped: int = 0
 
     @property
     def class_code(self) -> int | None:
@@ -59,7 +62,11 @@ class Weld:
 
     @property
     def duration(self) -> float:
-        """Seconds covered by the time-based modalities (longest of them)."""
+        """Seconds covered by the time-based modalities (longest of them).
+
+        Each reader gives the span its data supports and refuses one longer than
+        `Limits.max_duration_s` (see `fusion_core.io.decode`), so for a weld from the readers
+        this is within the budget: a buffer sized by it is bounded."""
         spans = [0.0]
         if self.audio is not None and len(self.audio):
             spans.append(len(self.audio) / self.sample_rate)
