@@ -22,8 +22,8 @@ import torch
 
 from ..errors import InputError
 from ..explain.summaries import truth_windows
-from ..io.containers import check_zip_entry, decode_weld, zip_members
-from ..io.layout import choose, folder_rels, group, is_junk, natural, weld_digest, weld_id_of
+from ..io.containers import check_zip_entry, decode_weld, read_disk_file, zip_members
+from ..io.layout import folder_rels, group, is_junk, kind_of, natural, plan_weld, weld_digest, weld_id_of
 from ..io.limits import DEFAULT_LIMITS, Limits
 from ..io.weld import Weld
 from ..models.encoders.demo import EncoderConfig, preprocess
@@ -48,6 +48,7 @@ class WeldSource:
     files: tuple[tuple[str, str], ...]
     is_zip: bool = False
     problem: str | None = None
+    images_skipped: int = 0         # photos beyond Limits.max_photos_decoded, not read
 
     @property
     def source(self) -> str:
@@ -96,10 +97,10 @@ def list_weld_sources(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) 
     out = []
     for d, rels in groups.items():
         wid = weld_id_of(d, rels, default)
-        chosen, problem = choose(rels, wid, limits)
+        chosen, skipped, problem = plan_weld(rels, wid, limits)
         files = tuple((name, members[r]) for name, r in chosen)
         out.append(WeldSource(container=str(p), folder=d, weld_id=wid, files=files, is_zip=is_zip,
-                              problem=problem))
+                              problem=problem, images_skipped=skipped))
     out.sort(key=lambda s: (natural(s.weld_id), s.folder))
     return out
 
@@ -110,13 +111,7 @@ _ZIPS: dict[str, zipfile.ZipFile] = {}   # per process: one open handle per zip
 
 
 def _read_file(src: WeldSource, member: str, budget: int, limits: Limits) -> bytes:
-    full = Path(src.container) / member
-    try:
-        if full.stat().st_size > budget:
-            raise InputError(src.where, f"weld files add up to more than {limits.max_total_bytes} bytes")
-        return full.read_bytes()
-    except OSError as e:
-        raise InputError(full, f"cannot read: {e.strerror or e}") from None
+    return read_disk_file(Path(src.container) / member, budget, f"the {budget:,} bytes this file may take")
 
 
 def _open_zip(container: str) -> zipfile.ZipFile:
@@ -136,7 +131,8 @@ def _read_entry(src: WeldSource, member: str, budget: int, limits: Limits) -> by
         info = zf.getinfo(member)
         check_zip_entry(info, where, limits)
         if info.file_size > budget:
-            raise InputError(src.where, f"weld files add up to more than {limits.max_total_bytes} bytes")
+            raise InputError(where, f"{info.file_size:,} bytes, more than the {budget:,} this file may take "
+                                    "(per-kind and per-weld limits)")
         with zf.open(info) as fh:
             data = fh.read(info.file_size + 1)   # inflate at most one byte past the declared size
     except InputError:
@@ -154,9 +150,9 @@ def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, b
         raise InputError(src.where, src.problem)
     read = _read_entry if src.is_zip else _read_file
     blobs: dict[str, bytes] = {}
-    left = limits.max_total_bytes
+    left = limits.max_weld_bytes
     for name, member in src.files:
-        data = read(src, member, left, limits)
+        data = read(src, member, min(limits.file_bytes(kind_of(PurePosixPath(name).name)), left), limits)
         left -= len(data)
         blobs[name] = data
     return blobs
@@ -165,7 +161,8 @@ def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, b
 def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS) -> Weld:
     """A `Weld` from bytes `read_source` gave (through the readers' own decoding)."""
     return decode_weld(src.weld_id, src.where,
-                       [(name, PurePosixPath(name).name, data) for name, data in blobs.items()], limits=limits)
+                       [(name, PurePosixPath(name).name, data) for name, data in blobs.items()], limits=limits,
+                       images_skipped=src.images_skipped)
 
 
 # =========================================================================== preparing (workers)

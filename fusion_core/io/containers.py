@@ -166,22 +166,27 @@ def _too_big(source, size: int, what: str) -> InputError:
     return InputError(source, f"{size:,} bytes, more than {what}")
 
 
+def read_disk_file(full: Path, most: int, what: str) -> bytes:
+    """A regular file's bytes, refused by its size before reading when above `most` (`what`
+    names that limit in the message); a FIFO would block and /dev/zero never end, so only
+    regular files are read."""
+    try:
+        st = full.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(full, "not a regular file")
+        if st.st_size > most:
+            raise _too_big(full, st.st_size, what)
+        with open(full, "rb") as fh:
+            data = fh.read(most + 1)     # a file that grew since: at most one byte past
+    except OSError as e:
+        raise InputError(full, f"cannot read: {e.strerror or e}") from None
+    if len(data) > most:
+        raise _too_big(full, len(data), what)
+    return data
+
+
 def _disk_reader(full: Path) -> Callable[[int, str], bytes]:
-    def read(most: int, what: str) -> bytes:
-        try:
-            st = full.stat()
-            if not stat.S_ISREG(st.st_mode):     # a FIFO would block, /dev/zero never end
-                raise InputError(full, "not a regular file")
-            if st.st_size > most:
-                raise _too_big(full, st.st_size, what)
-            with open(full, "rb") as fh:
-                data = fh.read(most + 1)     # a file that grew since: at most one byte past
-        except OSError as e:
-            raise InputError(full, f"cannot read: {e.strerror or e}") from None
-        if len(data) > most:
-            raise _too_big(full, len(data), what)
-        return data
-    return read
+    return lambda most, what: read_disk_file(full, most, what)
 
 
 def _bytes_reader(blob: bytes, source: str) -> Callable[[int, str], bytes]:
