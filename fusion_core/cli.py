@@ -17,7 +17,7 @@ from .batch.engines import add_batch_parser
 from .errors import InputError, printable
 from .explain.compare import compare
 from .explain.engine import BASELINES, explain
-from .explain.welds import explain_welds
+from .explain.welds import explain_welds, read_options
 from .io.containers import load_welds
 from .io.features import load_features
 from .models.checkpoint import LoadedCheckpoint, load_checkpoint
@@ -83,8 +83,9 @@ def _explain_payload(ckpt, args, reference):
         exp = explain(ckpt, fb, baseline=args.baseline, target=args.target, reference=reference)
         welds = None
     else:
-        welds = load_welds(args.samples)
-        ref_welds = load_welds(args.reference) if args.reference else None
+        opts = read_options(ckpt)
+        welds = load_welds(args.samples, **opts)
+        ref_welds = load_welds(args.reference, **opts) if args.reference else None
         exp = explain_welds(ckpt, welds, baseline=args.baseline, target=args.target, reference=ref_welds,
                             device=getattr(args, "device", None), encoder_progress=_progress_line)
     payload = exp.to_json_dict()

@@ -7,6 +7,7 @@ files sit in a `--backbone-dir` style folder, since the published configs are th
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +357,24 @@ def test_inputs_equal_upstreams_own_reader_on_the_files(welds):
     spec = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=64), ref=np.max)
     spec = np.pad(spec, ((0, 0), (0, 256 - spec.shape[1])), constant_values=spec.min())
     np.testing.assert_allclose(pre.audio_input(w)[0], spec, atol=1e-4)
+
+
+def test_welds_are_read_at_full_resolution_for_upstreams_encoders(upstream, tmp_path):
+    """Upstream resizes the files' own pixels (photos to 224, frames to 64): the readers must
+    not shrink them first, and must keep exactly the 32 frames upstream picks."""
+    from PIL import Image
+
+    from fusion_core.explain.welds import read_options
+    from fusion_core.io.containers import load_weld
+    weld = tmp_path / "000103"
+    shutil.copytree(REPO / "sample_data" / "000303", weld)
+    (weld / "000303.csv").rename(weld / "000103.csv")
+    for p in (weld / "images").iterdir():
+        Image.new("RGB", (2000, 900), (90, 90, 90)).save(p)        # the dataset's photo size
+    ck = loaded(upstream)
+    opts = read_options(ck)
+    w = load_weld(weld, **opts)
+    assert w.images[0].shape[:2] == (900, 2000)
+    assert len(w.video) == 32
+    assert load_weld(weld).images[0].shape[1] <= 400              # the readers' default stays small
+    assert read_options(load_checkpoint(REPO / "sample_data/checkpoints/demo-best.safetensors")) == {}

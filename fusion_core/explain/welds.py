@@ -25,6 +25,12 @@ DEFAULT_BATCH = 16
 EncoderProgress = Callable[[str, str, int, int], None]
 
 
+def read_options(ckpt: LoadedCheckpoint) -> dict:
+    """The `load_welds` options this checkpoint's encoders need (the built-in ones read the
+    readers' defaults; upstream's want full-resolution photos and exactly its 32 frames)."""
+    return dict(getattr(getattr(ckpt, "weld_encoders", None), "READ_OPTIONS", None) or {})
+
+
 def encode_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld], *, device: str | None = None,
                  encoder_progress: EncoderProgress | None = None) -> FeatureBatch:
     """Token sequences (with positions) for welds, by the checkpoint's built-in encoders, or by

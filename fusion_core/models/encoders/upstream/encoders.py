@@ -51,6 +51,11 @@ def resolve_device(device: str | None) -> torch.device:
 class UpstreamEncoders:
     """`encode(welds)` → EncodedBatch, like the built-in encoders, for upstream-format checkpoints."""
 
+    # How welds must be decoded for these encoders (`fusion_core.io.containers.load_welds`
+    # options): upstream resizes the files' own pixels, so photos and frames stay at full
+    # resolution, and its 32 frames are picked from all of the video's frames.
+    READ_OPTIONS = {"max_frames": pre.VIDEO_FRAMES, "max_side": 8192, "image_max_side": 8192}
+
     def __init__(self, path: str | Path, dims: dict[str, int], sha256: str, *, backbone_dir: str | None = None,
                  device: str | None = None, cache: FeatureCache | None | bool = True):
         self.path, self.dims, self.sha256 = Path(path), dict(dims), sha256
