@@ -174,3 +174,16 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     found = imports_of("fusion_core.io.m", src)
     assert found[0][0] == "fusion_core.explain.engine"
     assert layer_of(found[0][0])[0] > layer_of("fusion_core.io.m")[0]
+
+
+@pytest.mark.parametrize("first", ["from fusion_core import explain", "import fusion_core.explain.engine"])
+def test_the_public_explain_is_callable_whatever_was_imported_first(first):
+    # `fusion_core.explain` is both the public function and the explain/ package; Python
+    # rebinds the name to the package on a submodule import, so the package is callable too.
+    code = (f"{first}\nfrom fusion_core import explain\n"
+            "from fusion_core import load_checkpoint, load_features\n"
+            "exp = explain(load_checkpoint('tests/golden/fusion_v2_h4.safetensors'), "
+            "load_features('tests/golden/features.npz'))\n"
+            "assert exp.contributions['shapley'].shape == (3, 4), exp")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
