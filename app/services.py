@@ -1,11 +1,16 @@
-"""Where the data is, and the caches: models by sha256, welds by path or upload hash,
-explanations by checkpoint + weld hashes + baseline + target, batch results by file stamp.
+"""Where the data is, which paths may be read, and the caches: models by sha256, welds by
+path or upload hash, explanations by checkpoint + weld hashes + baseline + target, batch
+results by file stamp.
 
-Only Streamlit's cache wrappers around `fusion_core` calls, and the helpers that say where
-things live; no widgets, no figures. Everything is bounded. Explanations are cached per
-chunk of welds (`CHUNK`), so a page can show progress between chunks without Streamlit
-recording the progress bar inside a cached function; switching head, method, token or
-colour scale is a cache hit, never a model run.
+Only cache wrappers around `fusion_core` calls (`app.caches`: bounded in bytes), and the
+helpers that say where things live; no widgets, no figures. Explanations are cached per
+chunk of welds (`CHUNK`), so a page can show progress between chunks; switching head,
+method, token or colour scale is a cache hit, never a model run.
+
+Every path the app opens because someone typed it (or a results table named it) goes
+through `allowed_path`: it must lie, after resolving symlinks and "..", inside one of the
+data roots, $WELD_DASHBOARD_DATA_ROOTS (folders separated by os.pathsep; by default the
+data folder, the repository's sample_data and the working directory).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,11 +39,15 @@ from fusion_core.io.torchload import file_sha256
 from fusion_core.io.weld import Weld
 from fusion_core.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
+from app import caches
+
 if TYPE_CHECKING:
     from app.widgets import WeldInput
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ENV = "WELD_DASHBOARD_DATA"
+ROOTS_ENV = "WELD_DASHBOARD_DATA_ROOTS"
+UPLOAD_LIMIT_ENV = "WELD_DASHBOARD_MAX_UPLOAD_MB"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 FEATURE_SUFFIXES = (".npz", ".safetensors", ".pt", ".pth")
 CHUNK = 8
@@ -54,6 +62,36 @@ def data_dir() -> Path:
     """`sample_data/` of this repository, or $WELD_DASHBOARD_DATA."""
     env = os.environ.get(DATA_ENV)
     return Path(env).expanduser().resolve() if env else REPO / "sample_data"
+
+
+def data_roots() -> list[Path]:
+    """The folders the app may read typed paths from (resolved): $WELD_DASHBOARD_DATA_ROOTS,
+    else the repository's sample_data and the working directory; the data folder always."""
+    env = os.environ.get(ROOTS_ENV)
+    if env and env.strip():
+        roots = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    else:
+        roots = [REPO / "sample_data", Path.cwd()]
+    roots.append(data_dir())
+    return list(dict.fromkeys(r.resolve() for r in roots))
+
+
+def allowed_path(path: str | os.PathLike) -> Path:
+    """`path` resolved (symlinks, "..", "~"), after checking it lies inside a data root;
+    else an InputError naming the path and saying how to allow it."""
+    raw = str(path)
+    if not raw.strip():
+        raise InputError("", "no path given")
+    try:
+        p = Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(raw, f"cannot resolve the path ({e.__class__.__name__})") from None
+    roots = data_roots()
+    if not any(p == r or p.is_relative_to(r) for r in roots):
+        raise InputError(raw, "outside the folders this dashboard may read ("
+                         + os.pathsep.join(str(r) for r in roots) + "); to allow it, add its folder to "
+                         f"${ROOTS_ENV} (folders separated by {os.pathsep!r}) and restart the dashboard")
+    return p
 
 
 def checkpoints_dir() -> Path:
@@ -149,14 +187,17 @@ def check_upload(name: str, data: bytes, suffixes: tuple[str, ...], what: str) -
 
 # --------------------------------------------------------------------------- checkpoints
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _checkpoint(sha: str, heads: int | None, _path: str, _name: str) -> LoadedCheckpoint:
+def _load_checkpoint(sha: str, heads: int | None, path: str, name: str) -> LoadedCheckpoint:
     try:
-        ck = load_checkpoint(_path, heads=heads)
+        ck = load_checkpoint(path, heads=heads)
     except InputError as e:
-        raise InputError(_name, e.problem) from None
+        raise InputError(name, e.problem) from None
     ck.cache_key = f"{sha}:{ck.info.heads}"
     return ck
+
+
+def _checkpoint(sha: str, heads: int | None, path: str, name: str) -> LoadedCheckpoint:
+    return caches.MODELS.get(("checkpoint", sha, heads), lambda: _load_checkpoint(sha, heads, path, name))
 
 
 def _named(ck: LoadedCheckpoint, name: str) -> LoadedCheckpoint:
@@ -170,98 +211,105 @@ def _named(ck: LoadedCheckpoint, name: str) -> LoadedCheckpoint:
 
 
 def checkpoint_from_path(path: Path, heads: int | None = None) -> LoadedCheckpoint:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path.name, "file not found")
-    return _named(_checkpoint(sha_of_file(path), heads, str(path), display_path(path)), display_path(path))
+    """A checkpoint file inside the data roots (`allowed_path`)."""
+    shown = display_path(Path(path))
+    real = allowed_path(path)
+    if not real.is_file():
+        raise InputError(shown, "file not found")
+    return _named(_checkpoint(sha_of_file(real), heads, str(real), shown), shown)
+
+
+def upload_limit_bytes() -> int:
+    """The app's own bound on one upload (and on the files of one weld together), in bytes:
+    the server's `server.maxUploadSize` (.streamlit/config.toml) or, lower,
+    $WELD_DASHBOARD_MAX_UPLOAD_MB. The server refuses bigger files before they arrive; this
+    check holds wherever the page runs without that server (AppTest, another front end)."""
+    try:
+        mb = float(st.get_option("server.maxUploadSize"))
+    except Exception:       # noqa: BLE001 - no config: Streamlit's default
+        mb = 200.0
+    env = os.environ.get(UPLOAD_LIMIT_ENV)
+    if env:
+        try:
+            mb = min(mb, float(env))
+        except ValueError:
+            pass
+    return int(mb * 1024 * 1024)
 
 
 def checkpoint_from_upload(name: str, data: bytes, heads: int | None = None) -> LoadedCheckpoint:
-    """Bytes written to a temporary file (original suffix), loaded, deleted; errors name `name`."""
+    """Bytes written to this session's upload folder (original suffix), loaded, deleted;
+    errors name `name`."""
     suffix = check_upload(name, data, CHECKPOINT_SUFFIXES, "checkpoint")
     sha = sha_of_bytes(data)
-    with tempfile.TemporaryDirectory(prefix="weld-upload-") as tmp:
-        p = Path(tmp) / ("upload" + suffix)
-        p.write_bytes(data)
-        return _named(_checkpoint(sha, heads, str(p), name), name)
+
+    def load() -> LoadedCheckpoint:
+        with caches.upload_file(data, "upload" + suffix, upload_limit_bytes()) as p:
+            return _load_checkpoint(sha, heads, str(p), name)
+    return _named(caches.MODELS.get(("checkpoint", sha, heads), load), name)
 
 
 def ckpt_key(ck: LoadedCheckpoint) -> str:
     return getattr(ck, "cache_key", None) or f"{ck.info.sha256}:{ck.info.heads}"
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def _randomized(key: str, seed: int, _ck: LoadedCheckpoint) -> LoadedCheckpoint:
-    clone = randomized_copy(_ck, seed)
+def _randomized(key: str, seed: int, ck: LoadedCheckpoint) -> LoadedCheckpoint:
+    clone = randomized_copy(ck, seed)
     clone.cache_key = f"{key}:randomized:{seed}"
     return clone
 
 
 def randomized_checkpoint(ck: LoadedCheckpoint, seed: int = 0) -> LoadedCheckpoint:
-    return _randomized(ckpt_key(ck), seed, ck)
+    key = ckpt_key(ck)
+    return caches.MODELS.get(("randomized", key, seed), lambda: _randomized(key, seed, ck))
 
 
 # --------------------------------------------------------------------------- welds
 
-@st.cache_resource(max_entries=32, show_spinner=False)
 def _weld_folder(path: str, stamp: tuple) -> Weld:
-    return load_weld(path)
+    return caches.WELDS.get(("folder", path, stamp), lambda: load_weld(path))
 
 
 def weld_from_folder(path: Path) -> Weld:
-    return _weld_folder(str(path), _stamp(Path(path)))
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _weld_set(path: str, stamp: tuple) -> list[Weld]:
-    return load_welds(path)
+    """A weld folder inside the data roots."""
+    real = allowed_path(path)
+    return _weld_folder(str(real), _stamp(real))
 
 
 def welds_from_folder(path: Path) -> list[Weld]:
-    """All welds under a folder (a weld folder or a folder of them)."""
-    path = Path(path).expanduser()
-    if not path.exists():
+    """All welds under a folder inside the data roots (a weld folder or a folder of them)."""
+    real = allowed_path(path)
+    if not real.exists():
         raise InputError(str(path), "no such folder")
-    if path.is_dir():
-        folders = list_weld_folders(path)
-        if folders and not is_weld_folder(path) and len(folders) <= 24:
+    if real.is_dir():
+        folders = list_weld_folders(real)
+        if folders and not is_weld_folder(real) and len(folders) <= 24:
             # One cache entry per weld (the Explore page shares them); big sets are one entry.
             return [weld_from_folder(p) for p in folders]
-    return _weld_set(str(path), _stamp(path) if path.is_dir() else (path.stat().st_mtime_ns,))
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _zip_welds(sha: str, _data: bytes, name: str) -> list[Weld]:
-    return load_welds_from_zip_bytes(_data, name)
+    stamp = _stamp(real) if real.is_dir() else (real.stat().st_mtime_ns,)
+    return caches.WELDS.get(("set", str(real), stamp), lambda: load_welds(str(real)))
 
 
 def welds_from_zip(name: str, data: bytes) -> list[Weld]:
+    """The welds of an uploaded zip (read in memory, never extracted to disk)."""
     if not data:
         raise InputError(name, "file is empty")
-    welds = _zip_welds(sha_of_bytes(data), data, name)
+    welds = caches.UPLOADS.get(("zip", sha_of_bytes(data), name), lambda: load_welds_from_zip_bytes(data, name))
     if not welds:
         raise InputError(name, "no weld found in the zip (expected folders with .avi/.flac/.csv/images)")
     return welds
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _files_weld(key: str, _files: tuple) -> Weld:
-    return load_weld_from_files(list(_files))
 
 
 def weld_from_files(files: Sequence[tuple[str, bytes]]) -> Weld:
     key = hashlib.sha256()
     for name, data in sorted(files):
         key.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    return _files_weld(key.hexdigest(), tuple(files))
+    return caches.UPLOADS.get(("files", key.hexdigest()), lambda: load_weld_from_files(list(files)))
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _features(sha: str, _data: bytes, name: str) -> FeatureBatch:
+def _load_features(data: bytes, name: str) -> FeatureBatch:
     suffix = Path(name).suffix.lower()
-    with tempfile.TemporaryDirectory(prefix="weld-upload-") as tmp:
-        p = Path(tmp) / ("features" + suffix)
-        p.write_bytes(_data)
+    with caches.upload_file(data, "features" + suffix, upload_limit_bytes()) as p:
         try:
             fb = load_features(p)
         except InputError as e:
@@ -272,7 +320,7 @@ def _features(sha: str, _data: bytes, name: str) -> FeatureBatch:
 
 def features_from_upload(name: str, data: bytes) -> FeatureBatch:
     check_upload(name, data, FEATURE_SUFFIXES, "feature file")
-    return _features(sha_of_bytes(data), data, name)
+    return caches.UPLOADS.get(("features", sha_of_bytes(data), name), lambda: _load_features(data, name))
 
 
 def reference_welds() -> list[Weld] | None:
@@ -287,11 +335,12 @@ def reference_welds() -> list[Weld] | None:
 
 # --------------------------------------------------------------------------- explanations
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _explain_chunk(ck_key: str, digests: tuple, baseline: str, target: str, ref_digests: tuple,
-                   _ck: LoadedCheckpoint, _welds: tuple, _reference: tuple | None) -> Explanation:
-    return core_welds.explain_welds(_ck, list(_welds), baseline=baseline, target=target,
-                                    reference=list(_reference) if _reference else None)
+def _explain_chunk(ck: LoadedCheckpoint, welds: tuple, baseline: str, target: str,
+                   reference: tuple) -> Explanation:
+    key = ("welds", ckpt_key(ck), tuple(w.digest for w in welds), baseline, target,
+           tuple(w.digest for w in reference))
+    return caches.EXPLANATIONS.get(key, lambda: core_welds.explain_welds(
+        ck, list(welds), baseline=baseline, target=target, reference=list(reference) or None))
 
 
 def needs_reference(baseline: str, target: str) -> bool:
@@ -307,26 +356,19 @@ def explain_welds(ck: LoadedCheckpoint, welds: Sequence[Weld], *, baseline: str 
     ref = tuple(reference_welds() or ()) if needs_reference(baseline, target) else ()
     if target == "anomaly" and not ref:
         raise InputError(str(data_dir()), "target 'anomaly' needs good welds (class 00) in the data folder")
-    ref_digests = tuple(w.digest for w in ref)
     parts = []
     for i in range(0, len(welds), chunk):
-        part = tuple(welds[i:i + chunk])
-        parts.append(_explain_chunk(ckpt_key(ck), tuple(w.digest for w in part), baseline, target, ref_digests,
-                                    ck, part, ref or None))
+        parts.append(_explain_chunk(ck, tuple(welds[i:i + chunk]), baseline, target, ref))
         if progress:
             progress(min(i + chunk, len(welds)), len(welds))
     return core_welds.concat_explanations(parts)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _explain_features(ck_key: str, fb_key: str, row: int, baseline: str, target: str,
-                      _ck: LoadedCheckpoint, _fb: FeatureBatch) -> Explanation:
-    return core_engine.explain(_ck, _fb.select([row]), baseline=baseline, target=target)
-
-
 def explain_features(ck: LoadedCheckpoint, fb: FeatureBatch, fb_key: str, row: int, *,
                      baseline: str = "drop-attention", target: str = "auto") -> Explanation:
-    return _explain_features(ckpt_key(ck), fb_key, row, baseline, target, ck, fb)
+    key = ("features", ckpt_key(ck), fb_key, row, baseline, target)
+    return caches.EXPLANATIONS.get(key, lambda: core_engine.explain(ck, fb.select([row]), baseline=baseline,
+                                                                     target=target))
 
 
 def explain_input(ck: LoadedCheckpoint, wi: WeldInput, baseline: str, target: str) -> Explanation:
@@ -346,34 +388,31 @@ def _checked(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df
 
 
-@st.cache_resource(max_entries=4, show_spinner="Reading the results…")
-def _results_from_path(path: str, stamp: tuple) -> pd.DataFrame:
+def _read_results(path: str | Path, name: str) -> pd.DataFrame:
     from fusion_core.batch.store import read_results
-    return _checked(read_results(path), path)
+    try:
+        return read_results(path)
+    except InputError as e:
+        raise InputError(name, e.problem) from None
 
 
 def results_from_path(path: str) -> pd.DataFrame:
-    p = Path(path).expanduser()
+    """A results .parquet inside the data roots (re-read when it or its chunk folder changes)."""
+    p = allowed_path(path)
     if p.is_dir() and not p.name.endswith(".d"):
-        raise InputError(str(p), "is a folder; give the results .parquet file")
-    return _results_from_path(str(p), _parquet_stamp(p))
+        raise InputError(str(path), "is a folder; give the results .parquet file")
+    return caches.UPLOADS.get(("results", str(p), _parquet_stamp(p)),
+                              lambda: _checked(_read_results(p, str(path)), str(path)))
 
 
-@st.cache_resource(max_entries=4, show_spinner="Reading the results…")
-def _results_from_bytes(sha: str, _data: bytes, name: str) -> pd.DataFrame:
-    from fusion_core.batch.store import read_results
-    if not _data:
+def _results_bytes(data: bytes, name: str) -> pd.DataFrame:
+    if not data:
         raise InputError(name, "file is empty")
-    with tempfile.TemporaryDirectory(prefix="weld-results-") as d:
-        p = Path(d) / "upload.parquet"
-        p.write_bytes(_data)
-        try:
-            df = read_results(p)
-        except InputError as e:
-            raise InputError(name, e.problem) from None
+    with caches.upload_file(data, "upload.parquet", upload_limit_bytes()) as p:
+        df = _read_results(p, name)
     df.attrs["maps_dir"] = None          # the chunk folder is not uploaded with the file
     return _checked(df, name)
 
 
 def results_from_upload(name: str, data: bytes) -> pd.DataFrame:
-    return _results_from_bytes(sha_of_bytes(data), data, name)
+    return caches.UPLOADS.get(("results-upload", sha_of_bytes(data), name), lambda: _results_bytes(data, name))

@@ -8,7 +8,6 @@ file and the problem) and the picker returns the last input that worked, kept in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,25 +25,9 @@ from app import services
 UPLOAD_CKPT = "Upload a checkpoint…"
 SAMPLE, ZIP, FILES, FEATURES = "Sample weld", "Upload a zip", "Upload weld files", "Upload a feature file"
 WELD_FILE_TYPES = ["avi", "mp4", "mov", "mkv", "flac", "wav", "csv", "jpg", "jpeg", "png", "json"]
-# The app's own bound on one upload (and on the files of one weld together), in MB: the
-# server's `server.maxUploadSize` (.streamlit/config.toml) or, lower, $WELD_DASHBOARD_MAX_UPLOAD_MB.
-# The server refuses bigger files before they arrive; this check holds wherever the page
-# runs without that server (AppTest, another front end) and says the limit in the message.
-UPLOAD_LIMIT_ENV = "WELD_DASHBOARD_MAX_UPLOAD_MB"
-
-
-def upload_limit_bytes() -> int:
-    try:
-        mb = float(st.get_option("server.maxUploadSize"))
-    except Exception:       # noqa: BLE001 - no config: Streamlit's default
-        mb = 200.0
-    env = os.environ.get(UPLOAD_LIMIT_ENV)
-    if env:
-        try:
-            mb = min(mb, float(env))
-        except ValueError:
-            pass
-    return int(mb * 1024 * 1024)
+# The app's own bound on one upload: services.upload_limit_bytes (here for the pages and tests).
+UPLOAD_LIMIT_ENV = services.UPLOAD_LIMIT_ENV
+upload_limit_bytes = services.upload_limit_bytes
 
 
 def _mb(n: int) -> str:
@@ -118,6 +101,21 @@ def _good(key: str, value=None):
 
 # --------------------------------------------------------------------------- checkpoints
 
+ASSUMED_HEADS = "assumed head count"
+
+
+def heads_assumed(ck: LoadedCheckpoint | None) -> bool:
+    return bool(ck is not None and getattr(ck.info, "heads_assumed", False))
+
+
+def output_label(ck: LoadedCheckpoint) -> str:
+    """Which output the cosine and anomaly targets explain."""
+    out = getattr(ck.info, "output", "fused") or "fused"
+    if out == "fused":
+        return "output: fused (before any output norm)"
+    return f"output: {out} (the model's embedding)"
+
+
 def checkpoint_facts(ck: LoadedCheckpoint) -> None:
     i = ck.info
     parts = [i.architecture + (f" {i.layout}" if i.layout else "")]
@@ -125,8 +123,9 @@ def checkpoint_facts(ck: LoadedCheckpoint) -> None:
     if "hidden" in d:
         parts.append(f"H={d['hidden']}" + (f", T={d['tokens']}" if "tokens" in d else ""))
     if i.heads is not None:
-        src = "assumed" if getattr(i, "heads_assumed", False) else i.heads_source.split(" (")[0]
+        src = "ASSUMED" if heads_assumed(ck) else i.heads_source.split(" (")[0]
         parts.append(f"{i.heads} heads ({src})")
+    parts.append(output_label(ck))
     if i.epoch is not None:
         parts.append(f"epoch {i.epoch}")
     if i.metric is not None:
@@ -137,11 +136,29 @@ def checkpoint_facts(ck: LoadedCheckpoint) -> None:
         st.code("\n".join(i.summary_lines()), language=None, wrap_lines=True)
 
 
+def _heads_input(key: str, choice: str, ck: LoadedCheckpoint, heads: int | None) -> None:
+    """The head-count input (when the file does not state it), with a warning beside it
+    while the count is assumed. A count counts as given only once the user changes it for
+    this checkpoint, so the input's own default never hides the assumption."""
+    def given():
+        st.session_state[f"{key}_heads_for"] = choice
+    if heads_assumed(ck):
+        st.warning(f"**Head count assumed: {ck.info.heads}.** The file, a sidecar JSON and the published "
+                   "configurations do not say how many attention heads this model has, so per-head views "
+                   "and every number below depend on this guess. Enter the count the model was trained with "
+                   f"here, or put {{\"num_heads\": N}} in {Path(ck.info.path).stem}.json next to the checkpoint.",
+                   icon="⚠️")
+    st.number_input("Heads (the file does not say)", min_value=1, max_value=256,
+                    value=int(heads or ck.info.heads or SEED_DEFAULT_HEADS), step=1, key=f"{key}_heads",
+                    on_change=given, help="The head count is in no tensor shape; the hidden size must divide by it.")
+
+
 def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "demo-best",
                       query_param: str | None = None) -> LoadedCheckpoint | None:
     """Pick a checkpoint from the data folder's checkpoints/ or upload one; shows its facts.
 
-    A head-count input appears when the file does not say how many heads it has."""
+    A head-count input appears when the file does not say how many heads it has; while the
+    count is assumed, a warning beside it says so."""
     files = services.list_checkpoints()
     names = [p.name for p in files]
     external = st.session_state.get(f"{key}_external")          # (label, LoadedCheckpoint) from another page
@@ -149,7 +166,8 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
     wanted = st.query_params.get(query_param) if query_param else None
     idx = _index(options, wanted or default, fallback=0)
     choice = st.selectbox(label, options, key=f"{key}_ckpt", **_initial(f"{key}_ckpt", idx))
-    heads = st.session_state.get(f"{key}_heads")
+    given = st.session_state.get(f"{key}_heads_for") == choice
+    heads = st.session_state.get(f"{key}_heads") if given else None
     ck = None
     try:
         if choice == UPLOAD_CKPT:
@@ -175,9 +193,7 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
     if ck is not None:
         src = ck.info.heads_source
         if ck.info.architecture == "cross-attention" and not src.startswith("checkpoint"):
-            st.number_input("Heads (the file does not say)", min_value=1, max_value=256,
-                            value=int(heads or SEED_DEFAULT_HEADS), step=1, key=f"{key}_heads",
-                            help="The head count is in no tensor shape; the hidden size must divide by it.")
+            _heads_input(key, choice, ck, heads)
         checkpoint_facts(ck)
     return ck
 
@@ -301,10 +317,16 @@ def map_kind_picker(where, key: str) -> str:
     return where.selectbox("Map", list(MAP_KINDS), format_func=MAP_KINDS.get, key=key)
 
 
-def head_picker(where, key: str, heads: int, **kw):
-    """The "Head" selector: "mean" (of heads) or a head index below `heads`."""
-    return where.selectbox("Head", ["mean"] + list(range(heads)), key=key,
-                           format_func=lambda h: "mean of heads" if h == "mean" else f"head {h}", **kw)
+def head_picker(where, key: str, heads: int, *, assumed: bool = False, **kw):
+    """The "Head" selector: "mean" (of heads) or a head index below `heads`; labelled
+    "assumed head count" when the checkpoint's head count is a guess."""
+    label = "Head" + (f" ({ASSUMED_HEADS})" if assumed else "")
+    if assumed:
+        kw["help"] = (kw.get("help", "") + " The head count is assumed: the file does not state it, so each "
+                      "head here depends on that guess.").strip()
+    return where.selectbox(label, ["mean"] + list(range(heads)), key=key,
+                           format_func=lambda h: "mean of heads" if h == "mean" else
+                           f"head {h}" + (" (assumed count)" if assumed else ""), **kw)
 
 
 # --------------------------------------------------------------------------- hand-over between pages

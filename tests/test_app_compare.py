@@ -29,9 +29,7 @@ def test_default_compares_demo_early_with_demo_best_on_all_sample_welds(app, dat
 
 
 def test_selectors_do_not_rerun_the_models(app, monkeypatch):
-    import streamlit as st
-
-    from app import services
+    from app import caches, services
 
     runs = count_calls(monkeypatch, services.core_welds, "explain_welds")
     specs = [c.proto.spec for c in charts(app)]
@@ -49,7 +47,7 @@ def test_selectors_do_not_rerun_the_models(app, monkeypatch):
     app.toggle(key="compare_robust").set_value(False).run()
     assert problems(app) == []
     assert runs == []
-    st.cache_data.clear()          # the count would see a model run: with the cache emptied, A and B run
+    caches.clear_all()             # the count would see a model run: with the cache emptied, A and B run
     app.run()
     assert problems(app) == [] and len(runs) >= 2
 

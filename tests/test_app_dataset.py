@@ -1,17 +1,21 @@
 """Dataset page through streamlit.testing (AppTest)."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
-import shutil
-
-from test_app_support import charts, data_root, errors, problems, started_app, weld_dirs, zip_weld
+from test_app_support import REPO, charts, data_root, errors, problems, started_app, weld_dirs, zip_weld
 
 BATCH = "Open batch results (.parquet)"
 
 
 @pytest.fixture
-def app(data):
+def app(data, monkeypatch):
+    # the batch tests type paths under the system's temporary folder: a data root here
+    monkeypatch.setenv("WELD_DASHBOARD_DATA_ROOTS", os.pathsep.join([str(REPO), tempfile.gettempdir()]))
     return started_app("dataset")
 
 

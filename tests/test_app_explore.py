@@ -35,9 +35,7 @@ def test_default_render_shows_a_sample_weld_with_demo_best(app, data):
 
 
 def test_display_selectors_never_rerun_the_model(app, monkeypatch):
-    import streamlit as st
-
-    from app import services
+    from app import caches, services
 
     runs = count_calls(monkeypatch, services.core_welds, "explain_welds")
     specs = [c.proto.spec for c in charts(app)]
@@ -59,7 +57,7 @@ def test_display_selectors_never_rerun_the_model(app, monkeypatch):
     assert problems(app) == []
     assert runs == []
     # the count would see a model run: with the explanations' cache emptied, the same page runs it
-    st.cache_data.clear()
+    caches.clear_all()
     app.run()
     assert problems(app) == [] and len(runs) >= 1
 

@@ -5,7 +5,8 @@ through the zip uploader (weld-folder cases are zipped on the fly). Each must gi
 `st.error` naming the uploaded file and the problem, no exception element, and leave the page
 showing what the last valid upload showed. No pickle in the corpus may run code (the marker
 file never appears), uploads above the size limit are refused with the limit in the message,
-and uploaded bytes never land in the repository or stay in the temporary folder.
+and uploaded bytes never land in the repository or stay in the temporary folder (uploads
+reach the disk only inside their session's folder, and only while they are read).
 
 One AppTest session per kind, reused across that kind's cases (about 0.6 s a case).
 """
@@ -61,6 +62,16 @@ def private_tmp(tmp_path, monkeypatch):
     t.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(t))
     return t
+
+
+def _files(tmp: Path) -> list[Path]:
+    """Files under the temporary folder: uploads are written only inside their session's
+    folder (app.caches.session_dir), which may outlive a run while the session lives, and
+    are removed as soon as they are read."""
+    from app import caches
+
+    assert all(p.name.startswith(caches.SESSION_PREFIX) for p in tmp.iterdir()), list(tmp.iterdir())
+    return [p for p in tmp.rglob("*") if p.is_file()]
 
 
 def _repo_files() -> set[Path]:
@@ -123,7 +134,7 @@ def test_every_bad_checkpoint_upload(corpus, data, private_tmp):
     assert not failures, "\n".join(failures)
     assert len(cases) >= 20
     assert not corpus["marker"].exists(), "a pickle uploaded to the app ran code"
-    assert list(private_tmp.iterdir()) == [], "temporary upload files left behind"
+    assert _files(private_tmp) == [], "temporary upload files left behind"
     assert _repo_files() - repo_before == set(), "an upload landed in the repository"
 
 
@@ -165,7 +176,7 @@ def test_every_bad_feature_file_upload(corpus, data, private_tmp):
     assert not failures, "\n".join(failures)
     assert len(cases) >= 15
     assert not corpus["marker"].exists()
-    assert list(private_tmp.iterdir()) == []
+    assert _files(private_tmp) == []
 
 
 def _zip_folder_case(path: Path) -> bytes:
@@ -197,7 +208,7 @@ def test_every_bad_weld_zip_upload(corpus, data, private_tmp):
     assert len(cases) >= 20
     assert not Path("/tmp/evil.txt").exists()
     assert not (corpus["dir"] / "corpus" / "evil.txt").exists() and not (corpus["dir"] / "evil.txt").exists()
-    assert list(private_tmp.iterdir()) == []
+    assert _files(private_tmp) == []
     assert _repo_files() - repo_before == set(), "a zip entry landed in the repository"
 
 
@@ -248,7 +259,7 @@ def test_uploads_beyond_the_size_limit_are_refused_with_a_clear_error(data, monk
     # refused before any parsing or caching
     for name, calls in loads.items():
         assert calls == [], name
-    assert list(private_tmp.iterdir()) == []
+    assert _files(private_tmp) == []
 
 
 def test_zip_of_a_valid_weld_inside_the_limit_still_works(data, monkeypatch):

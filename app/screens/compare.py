@@ -23,7 +23,7 @@ from fusion_core.explain.views import positions_of, shared_range
 from fusion_core.vocab import MODALITIES
 
 from app import figures as figs
-from app import services, widgets
+from app import services, state, widgets
 
 K = "compare"
 
@@ -33,6 +33,7 @@ def page() -> StreamlitPage:
 
 
 def compare_page() -> None:
+    state.restore(K)
     ck_a, ck_b, welds, baseline, target = sidebar()
     st.title("Compare two checkpoints")
     result = explain_both(ck_a, ck_b, welds, baseline, target)
@@ -45,7 +46,8 @@ def compare_page() -> None:
     st.caption(f"{names[0]} ({ck_a.info.sha256[:12]}) vs {names[1]} ({ck_b.info.sha256[:12]}) · "
                f"target `{exp_a.target}` · absent = `{exp_a.baseline}` · {len(welds)} weld(s)")
     per_weld, fig_delta = all_welds(cmp)
-    one_weld(exp_a, exp_b, cmp, per_weld, names, fig_delta, f"compare_{ck_a.info.sha256[:8]}_{ck_b.info.sha256[:8]}")
+    one_weld(exp_a, exp_b, cmp, per_weld, names, fig_delta, f"compare_{ck_a.info.sha256[:8]}_{ck_b.info.sha256[:8]}",
+             widgets.heads_assumed(ck_a) or widgets.heads_assumed(ck_b))
 
 
 def sidebar() -> tuple:
@@ -66,6 +68,9 @@ def sidebar() -> tuple:
         common_targets = [t for t in widgets.target_options(ck_a) if t in widgets.target_options(ck_b)]
         target = st.selectbox("Target", common_targets, key=f"{K}_target")
         baseline = st.selectbox("An absent modality means", list(BASELINES), key=f"{K}_baseline")
+        state.copy_link(K)
+    state.remember(K)
+    state.write_url(K)
     return ck_a, ck_b, welds, baseline, target
 
 
@@ -127,7 +132,7 @@ def heads_of(exp: Explanation) -> int:
 
 @st.fragment
 def one_weld(exp_a: Explanation, exp_b: Explanation, cmp: Comparison, per_weld: pd.DataFrame,
-             names: tuple[str, str], fig_delta: go.Figure, stem: str) -> None:
+             names: tuple[str, str], fig_delta: go.Figure, stem: str, assumed: bool = False) -> None:
     """One weld: predictions, contributions A and B, JSD, maps A, B and B − A; then export."""
     st.subheader("One weld")
     ids = list(exp_a.ids)
@@ -135,7 +140,7 @@ def one_weld(exp_a: Explanation, exp_b: Explanation, cmp: Comparison, per_weld: 
     i = c[0].selectbox("Weld", range(len(ids)), key=f"{K}_weld_{len(ids)}",
                        format_func=lambda j: ("⚑ " if per_weld["flag"].iloc[j] else "") + widgets.class_label(ids[j]))
     same_heads = heads_of(exp_a) == heads_of(exp_b)
-    head = widgets.head_picker(c[1], f"{K}_head", heads_of(exp_a) if same_heads else 0)
+    head = widgets.head_picker(c[1], f"{K}_head", heads_of(exp_a) if same_heads else 0, assumed=assumed)
     kind = widgets.map_kind_picker(c[2], f"{K}_method")
     cscale = c[3].selectbox("Colour scale", figs.COLORSCALES, key=f"{K}_colorscale")
     shared_all = c[4].toggle("One scale for all modalities", value=False, key=f"{K}_shared")
@@ -151,6 +156,8 @@ def one_weld(exp_a: Explanation, exp_b: Explanation, cmp: Comparison, per_weld: 
     maps_ab(exp_a, exp_b, i, names, dict(head=head, kind=kind, cscale=cscale, shared_all=shared_all,
                                           robust=robust), drawn)
     export(cmp, per_weld, stem, drawn)
+    state.remember(K)
+    state.write_url(K)
 
 
 def contributions_ab(exp_a: Explanation, exp_b: Explanation, cmp: Comparison, i: int, names: tuple[str, str],

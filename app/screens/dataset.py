@@ -30,7 +30,7 @@ from fusion_core.models.checkpoint import LoadedCheckpoint
 from fusion_core.vocab import MODALITIES
 
 from app import figures as figs
-from app import services, widgets
+from app import services, state, widgets
 from app.screens.explore import open_in_explore
 
 K = "dataset"
@@ -42,11 +42,18 @@ def page() -> StreamlitPage:
 
 
 def dataset_page() -> None:
+    state.restore(K)
+    if f"{K}_parquet_path" not in st.session_state and st.query_params.get("parquet"):
+        st.session_state[f"{K}_source"] = BATCH                   # a link to an opened results file
+        st.session_state[f"{K}_parquet_path"] = st.query_params["parquet"]
     with st.sidebar:
         mode = st.radio("Source", [EXPLAIN, BATCH], key=f"{K}_source",
                         help="Explain a set of welds now, or open the Parquet table of a batch run "
                              "(`python -m fusion_core batch`), which opens thousands of welds in seconds.")
         inputs = explain_sidebar() if mode == EXPLAIN else batch_sidebar()
+        state.copy_link(K)
+    state.remember(K)
+    state.write_url(K)
     st.title("Dataset")
     if mode == BATCH:
         batch_view(inputs)
@@ -219,6 +226,12 @@ def batch_sidebar() -> BatchInputs:
 def run_batch_now(ckpts: list[Path], samples: str, out: str, workers: int) -> None:
     """Run `fusion_core.batch.run_batch` here with a progress bar, then open its results."""
     from fusion_core.batch.engines import run_batch
+    try:                                       # every path inside the data roots, before anything runs
+        ckpts = [services.allowed_path(c) for c in ckpts]
+        samples, out = str(services.allowed_path(samples)), str(services.allowed_path(out))
+    except InputError as e:
+        st.error(str(e))
+        return
     bar = st.progress(0.0, text="Starting the batch run…")
 
     def report(p, final=False):
@@ -254,7 +267,7 @@ def results_table(path: str, up) -> tuple[pd.DataFrame, str] | None:
     got = None
     try:
         if choice == "upload":
-            got = (services.results_from_upload(up.name, up.getvalue()), up.name)
+            got = (services.results_from_upload(up.name, widgets.upload_bytes(up)), up.name)
         elif path.strip():
             got = (services.results_from_path(path.strip()), path.strip())
     except InputError as e:
@@ -337,9 +350,11 @@ def batch_weld(row: pd.Series, label: str) -> tuple[str | None, Weld | None, str
     if last.get("out") == label and last.get("samples"):
         roots.append(Path(last["samples"]))
     roots.append(services.data_dir())
-    if label and Path(label).expanduser().is_file():
+    if label and readable(label) and Path(label).expanduser().is_file():
         roots.append(Path(label).expanduser().resolve().parent)
     for root in dict.fromkeys(roots):
+        if not readable(root) or (source not in ("", ".") and not readable(root / source)):
+            continue
         if root.is_file() and root.suffix.lower() == ".zip":
             try:
                 welds = services.welds_from_zip(root.name, root.read_bytes())
@@ -355,6 +370,15 @@ def batch_weld(row: pd.Series, label: str) -> tuple[str | None, Weld | None, str
                 return p.name, None, str(p)
             return None, services.weld_from_folder(p), str(p)
     return None, None, " or ".join(str(r / source) for r in dict.fromkeys(roots))
+
+
+def readable(path) -> bool:
+    """Inside the data roots (services.allowed_path)."""
+    try:
+        services.allowed_path(path)
+        return True
+    except InputError:
+        return False
 
 
 def batch_checkpoint(row: pd.Series) -> tuple[str | None, LoadedCheckpoint | None]:

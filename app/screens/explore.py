@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from fusion_core.errors import InputError
-from fusion_core.explain.engine import BASELINES, Explanation
+from fusion_core.explain.engine import BASELINES, MAP_KINDS, Explanation
 from fusion_core.explain.sanity import method_agreement, randomization_test
 from fusion_core.explain.targets import TARGETS
 from fusion_core.explain.views import describe_position, positions_of, shared_range
@@ -29,7 +29,7 @@ from fusion_core.models.checkpoint import LoadedCheckpoint
 from fusion_core.vocab import MODALITIES
 
 from app import figures as figs
-from app import services, widgets
+from app import services, state, widgets
 from app.widgets import WeldInput
 
 K = "explore"
@@ -49,15 +49,19 @@ def open_in_explore(**what) -> None:
 
 
 def explore_page() -> None:
+    state.restore(K)
     widgets.apply_request(K)
     ck, wi, target = sidebar()
     header, contrib = st.container(), st.container()
     with contrib:
         st.subheader("Modality contributions")
         bc = st.columns([2, 3])
+        state.from_url(f"{K}_baseline", "baseline", list(BASELINES))
         baseline = bc[0].selectbox("An absent modality means", list(BASELINES), key=f"{K}_baseline",
                                    format_func=lambda b: f"{b}: {BASELINES[b]}")
     got = explanation(header, ck, wi, baseline, target)
+    state.remember(K)
+    state.write_url(K)
     if got is None:
         return
     exp, ck, wi, baseline, target = got
@@ -82,8 +86,10 @@ def sidebar() -> tuple[LoadedCheckpoint | None, WeldInput | None, str]:
         st.subheader("Weld")
         wi = widgets.weld_picker(K, query_param="weld")
         st.subheader("Explanation")
+        state.from_url(f"{K}_target", "target", widgets.target_options(ck))
         target = st.selectbox("Target", widgets.target_options(ck), key=f"{K}_target",
                               help="\n\n".join(f"**{k}**: {v}" for k, v in TARGETS.items()))
+        state.copy_link(K)
     return ck, wi, target
 
 
@@ -174,6 +180,7 @@ class MapView:
     shared: bool = False
     robust: bool = False
     full_res: bool = False
+    assumed: bool = False                 # the checkpoint's head count is a guess
 
     @property
     def value_label(self) -> str:
@@ -195,10 +202,10 @@ def views(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, 
     view = MapView()
     if exp.has_attention:
         st.subheader("Attention maps: fusion token × position")
-        view = map_controls(exp)
+        view = map_controls(exp, widgets.heads_assumed(ck))
         cell = heatmaps(exp, view, drawn)
         if cell:
-            cell_detail(exp, wi.weld, cell)
+            cell_detail(exp, wi.weld, cell, view.assumed)
         else:
             st.caption("Click a heatmap cell to see that moment or region of the weld here.")
     else:
@@ -210,14 +217,19 @@ def views(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, 
                    "weld's files.")
     faithfulness(ck, wi, exp, (baseline, target), view, drawn)
     export(exp, ck, wi.weld, drawn)
+    state.remember(K)               # a display change reruns this fragment alone: keep it and link it
+    state.write_url(K)
 
 
-def map_controls(exp: Explanation) -> MapView:
+def map_controls(exp: Explanation, assumed: bool = False) -> MapView:
     n_heads = next(iter(exp.attention.values())).shape[1]
     T = next(iter(exp.attention.values())).shape[2]
     c = st.columns([1, 1.3, 1.2, 1, 1.3])
+    state.from_url(f"{K}_method", "map", list(MAP_KINDS))
+    state.from_url(f"{K}_head", "head", ["mean"] + list(range(n_heads)))
+    state.from_url(f"{K}_token", "token", ["mean"] + list(range(T)))
     kind = widgets.map_kind_picker(c[1], f"{K}_method")
-    head = widgets.head_picker(c[0], f"{K}_head", n_heads, disabled=kind == "relevance",
+    head = widgets.head_picker(c[0], f"{K}_head", n_heads, assumed=assumed, disabled=kind == "relevance",
                                help="Relevance (Chefer et al. 2021) is already a mean over heads.")
     token = c[2].selectbox("Token for the raw-weld views", ["mean"] + list(range(T)), key=f"{K}_token",
                            format_func=lambda t: "all tokens (mean)" if t == "mean" else f"token {t}")
@@ -231,7 +243,7 @@ def map_controls(exp: Explanation) -> MapView:
                            help="Send every position and sample to the browser (slower for long sequences).")
     maps = {m: exp.token_map(B, m, head, kind) for m in MODALITIES
             if m in exp.attention and exp.present[B, MODALITIES.index(m)]}
-    return MapView(maps, kind, head, token, cscale, shared, robust, full_res)
+    return MapView(maps, kind, head, token, cscale, shared, robust, full_res, assumed)
 
 
 def take_clicks() -> None:
@@ -274,7 +286,7 @@ def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
                 st.info(f"**{m}**: absent in this weld — no attention to show.")
                 continue
             fig = figs.attention_heatmap(
-                maps[m], positions_of(exp, m, B), title=m, zmin=ranges[m][0], zmax=ranges[m][1],
+                maps[m], positions_of(exp, m, B), title=map_title(m, view), zmin=ranges[m][0], zmax=ranges[m][1],
                 colorscale=view.cscale, value_label=view.value_label,
                 max_cols=None if view.full_res else figs.HEATMAP_MAX_COLS,
                 selected=(cell["token"], cell["s0"]) if cell and cell["modality"] == m else None)
@@ -283,7 +295,14 @@ def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
     return cell
 
 
-def cell_detail(exp: Explanation, weld: Weld | None, cell: dict) -> None:
+def map_title(m: str, view: MapView) -> str:
+    """The heatmap's title: the modality, and the head when one head of an assumed count is shown."""
+    if view.head == "mean" or view.kind == "relevance" or not view.assumed:
+        return m
+    return f"{m} · head {view.head} ({widgets.ASSUMED_HEADS})"
+
+
+def cell_detail(exp: Explanation, weld: Weld | None, cell: dict, assumed: bool = False) -> None:
     """The selected cell: its values per head, and the moment or region of the weld it covers."""
     m, tok, s0, s1 = cell["modality"], cell["token"], cell["s0"], cell["s1"]
     pos = positions_of(exp, m, B)
@@ -293,7 +312,8 @@ def cell_detail(exp: Explanation, weld: Weld | None, cell: dict) -> None:
     d = st.columns([1, 2])
     per_head = {"attention": exp.attention[m][B][:, tok, s0:s1 + 1].sum(-1),
                 "value-weighted": exp.value_norms[m][B][:, tok, s0:s1 + 1].sum(-1)}
-    d[0].plotly_chart(figs.head_values_figure(per_head, title="this cell, per head"), key=f"{K}_cell_heads",
+    d[0].plotly_chart(figs.head_values_figure(per_head, title="this cell, per head"
+                                              + (f" ({widgets.ASSUMED_HEADS})" if assumed else "")), key=f"{K}_cell_heads",
                       **figs.CHART)
     with d[1]:
         if weld is None or pos is None:
