@@ -9,6 +9,11 @@ change the architecture; the rest are the `transformers` defaults).
 
 from __future__ import annotations
 
+# What every published DINOv3 ViT shares (patch 16 at 224 px, 4 register tokens, RoPE).
+_DINOV3_COMMON = dict(num_register_tokens=4, patch_size=16, image_size=224, layer_norm_eps=1e-5, rope_theta=100.0,
+                      layerscale_value=1.0, query_bias=True, key_bias=False, value_bias=True, proj_bias=True,
+                      mlp_bias=True, pos_embed_rescale=2.0)
+
 # model_type → candidates (name, config fields). Upstream's defaults first.
 PUBLISHED: dict[str, list[tuple[str, dict]]] = {
     "vjepa2": [
@@ -31,24 +36,16 @@ PUBLISHED: dict[str, list[tuple[str, dict]]] = {
     "dinov3_vit": [
         ("facebook/dinov3-vith16plus-pretrain-lvd1689m", dict(
             hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-            hidden_act="silu", use_gated_mlp=True, num_register_tokens=4, patch_size=16, image_size=224,
-            layer_norm_eps=1e-5, rope_theta=100.0, layerscale_value=1.0, query_bias=True, key_bias=False,
-            value_bias=True, proj_bias=True, mlp_bias=True, pos_embed_rescale=2.0)),
+            hidden_act="silu", use_gated_mlp=True, **_DINOV3_COMMON)),
         ("facebook/dinov3-vitl16-pretrain-lvd1689m", dict(
             hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-            hidden_act="gelu", use_gated_mlp=False, num_register_tokens=4, patch_size=16, image_size=224,
-            layer_norm_eps=1e-5, rope_theta=100.0, layerscale_value=1.0, query_bias=True, key_bias=False,
-            value_bias=True, proj_bias=True, mlp_bias=True, pos_embed_rescale=2.0)),
+            hidden_act="gelu", use_gated_mlp=False, **_DINOV3_COMMON)),
         ("facebook/dinov3-vitb16-pretrain-lvd1689m", dict(
             hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-            hidden_act="gelu", use_gated_mlp=False, num_register_tokens=4, patch_size=16, image_size=224,
-            layer_norm_eps=1e-5, rope_theta=100.0, layerscale_value=1.0, query_bias=True, key_bias=False,
-            value_bias=True, proj_bias=True, mlp_bias=True, pos_embed_rescale=2.0)),
+            hidden_act="gelu", use_gated_mlp=False, **_DINOV3_COMMON)),
         ("facebook/dinov3-vits16-pretrain-lvd1689m", dict(
             hidden_size=384, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=6,
-            hidden_act="gelu", use_gated_mlp=False, num_register_tokens=4, patch_size=16, image_size=224,
-            layer_norm_eps=1e-5, rope_theta=100.0, layerscale_value=1.0, query_bias=True, key_bias=False,
-            value_bias=True, proj_bias=True, mlp_bias=True, pos_embed_rescale=2.0)),
+            hidden_act="gelu", use_gated_mlp=False, **_DINOV3_COMMON)),
     ],
     "dinov2": [
         ("facebook/dinov2-base", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, mlp_ratio=4,
