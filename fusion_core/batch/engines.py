@@ -85,6 +85,9 @@ class BatchCheckpoint:
     @classmethod
     def load(cls, path: str, heads: int | None = None, display_name: str | None = None) -> BatchCheckpoint:
         ck = load_checkpoint(path, heads=heads)
+        if ck.encoders is None and ck.upstream_encoders is not None:
+            raise InputError(path, "batch runs use built-in encoders; upstream's backbones run one weld at a "
+                                   "time for now: use `fusion-core explain --samples` on these welds")
         if ck.encoders is None:
             raise InputError(path, "this checkpoint has no built-in encoders (its backbones are not shipped), "
                                    "so it cannot read weld files")
