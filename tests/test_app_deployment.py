@@ -163,6 +163,7 @@ def test_uploads_stay_in_a_per_session_folder_that_is_removed(data, tmp_path, mo
         return _CM()
 
     monkeypatch.setattr(caches, "upload_file", spy)
+    caches.clear_all()        # an earlier test may have cached this model: the upload must be read here
     at = new_app().run()
     at.selectbox(key="explore_ckpt").set_value("Upload a checkpoint…").run()
     blob = (data / "checkpoints" / "demo-early.safetensors").read_bytes()
