@@ -12,11 +12,13 @@ the page itself, a module that only defines functions: a blank page.
 
 import streamlit as st
 
+from app import widgets
 from app.screens import compare, dataset, explore
 
 
 def main() -> None:
     st.set_page_config(page_title="Weld fusion attention", layout="wide")
+    widgets.clear_problems()
     st.navigation([explore.page(), compare.page(), dataset.page()]).run()
 
 

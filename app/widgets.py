@@ -24,18 +24,52 @@ from app import services
 
 UPLOAD_CKPT = "Upload a checkpoint…"
 SAMPLE, ZIP, FILES, FEATURES = "Sample weld", "Upload a zip", "Upload weld files", "Upload a feature file"
+CKPT_TYPES = ["safetensors", "pt", "pth", "ckpt"]
 WELD_FILE_TYPES = ["avi", "mp4", "mov", "mkv", "flac", "wav", "csv", "jpg", "jpeg", "png", "json"]
 # The app's own bound on one upload: services.upload_limit_bytes (here for the pages and tests).
 UPLOAD_LIMIT_ENV = services.UPLOAD_LIMIT_ENV
 upload_limit_bytes = services.upload_limit_bytes
 
 
+PROBLEMS = "input_problems"     # this run's input errors, repeated in the main area
+
+
+def input_error(e: InputError) -> None:
+    """Show an input problem here (in the sidebar, beside the input) and keep it for
+    `main_area_problems`, so it is not missed."""
+    st.error(str(e))
+    st.session_state.setdefault(PROBLEMS, []).append(str(e))
+
+
+def clear_problems() -> None:
+    """Forget the input problems of the last run (the router calls it before each page)."""
+    st.session_state.pop(PROBLEMS, None)
+
+
+def main_area_problems() -> None:
+    """This run's input problems, in the main area above the result that is kept."""
+    for msg in st.session_state.pop(PROBLEMS, []):
+        st.error(f"{msg}\n\nNot loaded: what is shown below is the last input that worked.")
+
+
 def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-def upload_bytes(up) -> bytes:
-    """The bytes of one uploaded file, after checking its size against the limit."""
+def check_type(name: str, types: list[str] | None) -> None:
+    """InputError naming the file unless its extension is one of `types` (None: any). The
+    uploaders take any file, so a wrong one gets this message rather than the browser's bare
+    red mark, which says nothing until hovered."""
+    ext = Path(name).suffix.lower().lstrip(".")
+    if types is not None and ext not in types:
+        raise InputError(name, f"{'a .' + ext if ext else 'a'} file cannot be read here; choose "
+                               + ", ".join(f".{t}" for t in types))
+
+
+def upload_bytes(up, types: list[str] | None = None) -> bytes:
+    """The bytes of one uploaded file, after checking its type (`types`: extensions without
+    the dot) and its size against the limit."""
+    check_type(up.name, types)
     limit = upload_limit_bytes()
     size = int(getattr(up, "size", 0) or 0)
     if size > limit:
@@ -46,12 +80,12 @@ def upload_bytes(up) -> bytes:
     return data
 
 
-def uploads_bytes(ups) -> list[tuple[str, bytes]]:
-    """(name, bytes) of several uploaded files: each and all together within the limit."""
+def uploads_bytes(ups, types: list[str] | None = None) -> list[tuple[str, bytes]]:
+    """(name, bytes) of several uploaded files: each of `types`, each and all together within the limit."""
     limit = upload_limit_bytes()
     out, total = [], 0
     for u in ups:
-        data = upload_bytes(u)
+        data = upload_bytes(u, types)
         total += len(data)
         if total > limit:
             raise InputError(u.name, f"the files together are above the upload limit of {_mb(limit)}")
@@ -171,10 +205,10 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
     ck = None
     try:
         if choice == UPLOAD_CKPT:
-            up = st.file_uploader("Checkpoint file", type=["safetensors", "pt", "pth", "ckpt"],
-                                  key=f"{key}_ckpt_upload", help="Read weights-only; nothing in the file runs.")
+            up = st.file_uploader("Checkpoint file (.safetensors, .pt, .pth, .ckpt)", key=f"{key}_ckpt_upload",
+                                  help="Read weights-only; nothing in the file runs.")
             if up is not None:
-                ck = services.checkpoint_from_upload(up.name, upload_bytes(up), heads)
+                ck = services.checkpoint_from_upload(up.name, upload_bytes(up, CKPT_TYPES), heads)
             else:
                 st.caption("Choose a .safetensors, .pt, .pth or .ckpt file.")
         elif external and choice == external[0]:
@@ -182,7 +216,7 @@ def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "de
         else:
             ck = services.checkpoint_from_path(files[names.index(choice)], heads)
     except InputError as e:
-        st.error(str(e))
+        input_error(e)
         ck = None
     if ck is None:
         ck = _good(f"{key}_ckpt_good")
@@ -234,20 +268,19 @@ def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None
         if source == SAMPLE:
             got = _sample_weld(key, wanted)
         elif source == ZIP:
-            up = st.file_uploader("Zipped weld folder(s)", type=["zip"], key=f"{key}_zip")
+            up = st.file_uploader("Zipped weld folder(s) (.zip)", key=f"{key}_zip")
             if up is not None:
-                got = _pick_one(key, services.welds_from_zip(up.name, upload_bytes(up)), up.name)
+                got = _pick_one(key, services.welds_from_zip(up.name, upload_bytes(up, ["zip"])), up.name)
         elif source == FILES:
             ups = st.file_uploader("Weld files (.avi, .flac/.wav, .csv, photos, truth.json)",
-                                   type=WELD_FILE_TYPES, accept_multiple_files=True, key=f"{key}_files")
+                                   accept_multiple_files=True, key=f"{key}_files")
             if ups:
-                weld = services.weld_from_files(uploads_bytes(ups))
+                weld = services.weld_from_files(uploads_bytes(ups, WELD_FILE_TYPES))
                 got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
         elif source == FEATURES:
-            up = st.file_uploader("Feature file (.npz, .safetensors, .pt)", type=["npz", "safetensors", "pt", "pth"],
-                                  key=f"{key}_features")
+            up = st.file_uploader("Feature file (.npz, .safetensors, .pt)", key=f"{key}_features")
             if up is not None:
-                data = upload_bytes(up)
+                data = upload_bytes(up, ["npz", "safetensors", "pt", "pth"])
                 fb = services.features_from_upload(up.name, data)
                 row = 0
                 if fb.batch_size > 1:
@@ -260,7 +293,7 @@ def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None
             weld = external[1]
             got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
     except InputError as e:
-        st.error(str(e))
+        input_error(e)
         got = None
     if got is None:
         got = _good(f"{key}_weld_good")
@@ -280,13 +313,13 @@ def weld_set_picker(key: str) -> tuple[list[Weld], str] | None:
             folder = st.text_input("Folder of weld folders", value=str(services.data_dir()), key=f"{key}_folder")
             got = (services.welds_from_folder(Path(folder)), folder)
         else:
-            up = st.file_uploader("Zip of weld folders", type=["zip"], key=f"{key}_set_zip")
+            up = st.file_uploader("Zip of weld folders (.zip)", key=f"{key}_set_zip")
             if up is not None:
-                got = (services.welds_from_zip(up.name, upload_bytes(up)), up.name)
+                got = (services.welds_from_zip(up.name, upload_bytes(up, ["zip"])), up.name)
         if got is not None and not got[0]:
             raise InputError(got[1], "no welds found")
     except InputError as e:
-        st.error(str(e))
+        input_error(e)
         got = None
     if got is None:
         got = _good(f"{key}_set_good")
@@ -309,12 +342,21 @@ def target_options(ck: LoadedCheckpoint | None) -> list[str]:
 OLD_MAP_KINDS = {"value": "value_norms", "value_weighted": "value_norms"}
 
 
-def map_kind_picker(where, key: str) -> str:
+CONTROL_WIDTH = 200       # px of a selector in a `control_row`
+
+
+def control_row():
+    """A row of display controls that wraps onto the next line when the page is narrow
+    (selectors `CONTROL_WIDTH` wide, toggles as wide as their label), so no label is cut."""
+    return st.container(horizontal=True, wrap=True, gap="medium", vertical_alignment="bottom")
+
+
+def map_kind_picker(where, key: str, **kw) -> str:
     """The "Map" selector (a key of fusion_core.explain.engine.MAP_KINDS) in `where`; a
     session that still holds an old name gets the new one."""
     if st.session_state.get(key) in OLD_MAP_KINDS:
         st.session_state[key] = OLD_MAP_KINDS[st.session_state[key]]
-    return where.selectbox("Map", list(MAP_KINDS), format_func=MAP_KINDS.get, key=key)
+    return where.selectbox("Map", list(MAP_KINDS), format_func=MAP_KINDS.get, key=key, **kw)
 
 
 def head_picker(where, key: str, heads: int, *, assumed: bool = False, **kw):

@@ -1,10 +1,12 @@
 """Screenshots of each dashboard page, made by the browser the tests use (headless Chromium).
 
-    python benchmarks/screenshots.py [--out docs/screenshots] [--width 1400]
+    python benchmarks/screenshots.py [--out docs/screenshots] [--widths 1400 1000]
 
 Starts `streamlit run app/main.py` on a free port (offline: Chromium resolves no host but
 this one), opens Explore, Compare and Dataset with their defaults, waits until every chart
-has drawn, and writes explore.png, compare.png, dataset.png (full page).
+has drawn, and writes explore.png, compare.png, dataset.png (full page) at 1400 px and
+explore_1000.png, compare_1000.png, dataset_1000.png at 1000 px (any width other than
+1400 gets its `_<width>` suffix).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ _IDLE_JS = """n => {
   return plots.length >= n && plots.every(el => el.querySelector('.main-svg'));
 }"""
 
-PAGES = (("explore", "/", 8), ("compare", "/compare", 6), ("dataset", "/dataset", 1))
+PAGES = (("explore", "/", 8), ("compare", "/compare", 9), ("dataset", "/dataset", 3))
+DEFAULT_WIDTH = 1400
 
 
 def settle(page, n_charts: int, timeout_ms: int = 180_000) -> None:
@@ -33,7 +36,7 @@ def settle(page, n_charts: int, timeout_ms: int = 180_000) -> None:
     page.wait_for_timeout(1200)   # let Plotly finish transitions and fonts settle
 
 
-def take(out: Path, width: int = 1400, pages=PAGES) -> list[Path]:
+def take(out: Path, width: int = DEFAULT_WIDTH, pages=PAGES) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,7 @@ def take(out: Path, width: int = 1400, pages=PAGES) -> list[Path]:
                         .filter(Boolean).map(el => el.scrollHeight), document.body.scrollHeight)""")
                     page.set_viewport_size({"width": width, "height": min(int(height) + 20, 12000)})
                     settle(page, n)
-                    target = out / f"{name}.png"
+                    target = out / (f"{name}.png" if width == DEFAULT_WIDTH else f"{name}_{width}.png")
                     page.screenshot(path=str(target), full_page=True)
                     page.set_viewport_size({"width": width, "height": 1000})
                     written.append(target)
@@ -71,9 +74,10 @@ def take(out: Path, width: int = 1400, pages=PAGES) -> list[Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
-    ap.add_argument("--width", type=int, default=1400)
+    ap.add_argument("--widths", type=int, nargs="+", default=[DEFAULT_WIDTH, 1000])
     args = ap.parse_args()
-    take(args.out, args.width)
+    for width in args.widths:
+        take(args.out, width)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def page(browser, streamlit_server, page_log: PageLog):
     """A fresh page (own context: no shared cookies, cache or session) at the app's URL.
 
     Requests leaving this machine are aborted and listed in `page_log.blocked_requests`;
-    the test fails at teardown if there were any.
+    the test fails at teardown if there were any, or any console error or Plotly warning
+    (`page_log.console_errors`) or uncaught page error (`page_log.page_errors`).
     """
     context = browser.new_context(viewport={"width": 1400, "height": 1000},
                                   base_url=streamlit_server, service_workers="block")
@@ -154,7 +155,7 @@ def page(browser, streamlit_server, page_log: PageLog):
     context.route("**/*", only_local)
     pg = context.new_page()
     pg.set_default_timeout(APP_TIMEOUT_MS)
-    pg.on("console", lambda m: m.type == "error" and page_log.console_errors.append(m.text))
+    pg.on("console", lambda m: _console(page_log, m))
     pg.on("pageerror", lambda e: page_log.page_errors.append(str(e)))
     try:
         yield pg
@@ -163,6 +164,16 @@ def page(browser, streamlit_server, page_log: PageLog):
     if page_log.blocked_requests:
         pytest.fail("the page tried to reach the network:\n  "
                     + "\n  ".join(page_log.blocked_requests), pytrace=False)
+    if page_log.console_errors or page_log.page_errors:
+        pytest.fail("the browser console reported errors:\n  "
+                    + "\n  ".join(page_log.console_errors + page_log.page_errors), pytrace=False)
+
+
+def _console(log: PageLog, msg) -> None:
+    """Console errors, and Plotly's warnings (printed as "WARN: …", e.g. "Invalid color
+    specifier"), count as errors: the page fixture fails the test on any."""
+    if msg.type == "error" or msg.text.startswith("WARN:"):
+        log.console_errors.append(f"{msg.type}: {msg.text}")
 
 
 def wait_for_app(page, timeout_ms: int = APP_TIMEOUT_MS) -> None:

@@ -11,6 +11,10 @@ def app(data):
     return started_app("compare")
 
 
+def _frame(at, column):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def _metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
@@ -22,10 +26,31 @@ def test_default_compares_demo_early_with_demo_best_on_all_sample_welds(app, dat
     assert app.selectbox(key="compare_b_ckpt").value == "demo-best.safetensors"
     n = len(weld_dirs(data))
     assert _metric(app, "Welds") == str(n)
-    (table,) = [d for d in app.dataframe]
-    assert len(table.value) == n and {"⚑", "top_a", "top_b", "delta_shapley_image"} <= set(table.value.columns)
-    # delta + contributions + JSD + (A, B, B−A) per modality with attention
-    assert len(charts(app)) >= 3 + 3 * 2
+    table = _frame(app, "Flag")
+    cols = set(table.columns)
+    assert len(table) == n and {"Weld", "Truth", "A predicts", "A right", "B predicts", "B right", "Flag",
+                                      "Top modality A", "Top modality B", "Δφ image (B − A)"} <= cols
+    assert not any(c.startswith(("top_", "rank_rho", "delta_")) for c in cols)
+    assert set(table["Truth"]) - {"unknown"}
+    assert _metric(app, "Accuracy A").endswith("%") and _metric(app, "Accuracy B").endswith("%")
+    acc = _frame(app, "A accuracy")
+    assert {"True class", "Welds", "A accuracy", "B accuracy"} <= set(acc.columns) and acc["Welds"].sum() > 0
+    # three confusion matrices + delta + contributions + JSD + (A, B, B−A) per modality with attention
+    assert len(charts(app)) >= 3 + 3 + 3 * 2
+    flagged = int(_metric(app, "Flagged"))
+    assert flagged == int((table["Flag"] != "").sum()) < n
+
+
+def test_filter_where_they_disagree_or_one_is_wrong(app):
+    table = lambda: _frame(app, "Flag")  # noqa: E731
+    n = len(table())
+    app.radio(key="compare_filter").set_value("where they disagree").run()
+    assert problems(app) == [] and (table()["Flag"] != "").all() and len(table()) == int(_metric(app, "Flagged"))
+    app.radio(key="compare_filter").set_value("where A or B is wrong").run()
+    shown = table()
+    assert problems(app) == [] and ((shown["A right"] == False) | (shown["B right"] == False)).all()  # noqa: E712
+    app.radio(key="compare_filter").set_value("all welds").run()
+    assert len(table()) == n
 
 
 def test_selectors_do_not_rerun_the_models(app, monkeypatch):
@@ -60,6 +85,7 @@ def test_fewer_welds_and_the_same_checkpoint_twice(app, data):
     app.selectbox(key="compare_a_ckpt").set_value("demo-best.safetensors").run()
     assert problems(app) == []
     assert _metric(app, "Top modality differs") == "0"
+    assert _metric(app, "Flagged") == "0" and _metric(app, "Accuracy A") == _metric(app, "Accuracy B")
     assert _metric(app, "Mean JSD (bits)") == "0.000"
 
 

@@ -35,7 +35,7 @@ def test_default_runs_demo_best_over_the_sample_welds(app, data):
     assert with_windows.any()
     share = table.loc[with_windows, "in window: sensor"].dropna()
     assert ((share >= 0) & (share <= 1)).all()
-    assert len(charts(app)) == 2      # contributions by class, relevance in window vs chance
+    assert len(charts(app)) == 3      # confusion matrix, contributions by class, relevance in window vs chance
 
 
 def test_method_and_baseline_selectors(app):
@@ -60,6 +60,44 @@ def test_a_zip_of_welds(app, data):
     app.file_uploader(key="dataset_set_zip").upload("one.zip", zip_weld(folder)).run()
     assert problems(app) == [] and errors(app) == []
     assert list(_table(app)["weld"]) == [folder.name]
+
+
+def _weld_rows(at):
+    (df,) = [d.value for d in at.dataframe if "weld" in d.value.columns]
+    return df
+
+
+def test_confusion_matrix_per_class_accuracy_and_misclassified_filter(app, data):
+    app.selectbox(key="dataset_ckpt").set_value("demo-early.safetensors").run()
+    table = _table(app)
+    known = table[table["class"] != "unknown"]
+    cm = next(c for c in charts(app) if "true class" in c.proto.spec)
+    assert "predicted class" in cm.proto.spec and known["class"].iloc[0] in cm.proto.spec
+    (acc,) = [d.value for d in app.dataframe if "Accuracy" in d.value.columns]
+    assert acc["Welds"].sum() == len(known) and acc["Correct"].sum() == int(known["correct"].sum())
+    app.radio(key="dataset_show").set_value("misclassified only").run()
+    assert problems(app) == []
+    wrong = _weld_rows(app)
+    assert list(wrong["weld"]) == list(table.loc[table["correct"].eq(False), "weld"])
+
+
+def test_a_matrix_cell_click_lists_its_welds_and_opens_one(app, data):
+    table = _table(app)
+    row = table[table["class"] != "unknown"].iloc[-1]
+    cell = [row["class"], row["prediction"], 1]
+    app.session_state["dataset_cm"] = {"selection": {"points": [{"customdata": cell}], "point_indices": [0],
+                                                     "box": [], "lasso": []}}
+    app.run()
+    assert problems(app) == [] and app.radio(key="dataset_show").value == "one matrix cell"
+    shown = _weld_rows(app)
+    assert row["weld"] in list(shown["weld"])
+    assert set(shown["class"]) == {row["class"]} and set(shown["prediction"]) == {row["prediction"]}
+    key = next(d.key for d in app.dataframe if "weld" in d.value.columns)
+    pos = list(shown["weld"]).index(row["weld"])
+    app.session_state[key] = {"selection": {"rows": [pos], "columns": [], "cells": []}}
+    app.run()
+    app.button(key="dataset_open").click().run()
+    assert problems(app) == [] and app.title[0].value == f"Weld {row['weld']}"
 
 
 def test_choosing_a_row_opens_it_in_explore(app, data):
@@ -137,7 +175,8 @@ def test_batch_results_open_as_table_class_plot_and_error_list(app, results):
     share = table["in window: sensor"].dropna()
     assert len(share) and ((share >= 0) & (share <= 1)).all()
     figs = charts(app)
-    assert len(figs) == 2
+    assert len(figs) == 3 and "true class" in figs[0].proto.spec      # the confusion matrix first
+    figs = figs[1:]
     import json
     boxes = [t for t in json.loads(figs[0].proto.spec)["data"] if t["type"] == "box"]
     assert {t["name"] for t in boxes} == {"video", "image", "audio", "sensor"}

@@ -189,7 +189,7 @@ def test_upload_a_checkpoint_and_one_that_does_not_say_its_heads(app, data):
     assert problems(app) == [] and errors(app) == []
     heads = app.number_input(key="explore_heads")
     assert heads.value == 8
-    assert any("8 heads (assumed)" in c.value for c in app.sidebar.caption)
+    assert any("8 heads (assumed)" in c.value.lower() for c in app.sidebar.caption)
     real = json.loads(f_meta_fusion(data))["num_heads"]
     heads.set_value(real).run()
     assert problems(app) == [] and errors(app) == []

@@ -106,3 +106,26 @@ def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, 
     assert sidebar.get_by_text("demo-best.safetensors").count() >= 1
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page_log.page_errors == []
+
+
+def test_explore_and_compare_fit_a_1000px_screen(page, page_log, data):
+    """At 1000 px no chart is wider than its column, and the map controls wrap instead of
+    being cut (each selector keeps its whole width)."""
+    page.set_viewport_size({"width": 1000, "height": 900})
+    too_wide = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(el => el.querySelector('.main-svg'))
+        .filter(el => el.getBoundingClientRect().width > el.closest('[data-testid="stElementContainer"]')
+                                                           .getBoundingClientRect().width + 1)
+        .map(el => (el.layout && el.layout.title && el.layout.title.text) || '?')"""
+    page.goto("/")
+    wait_for_app(page)
+    wait_for_plotly(page, 8)
+    assert page.evaluate(too_wide) == []
+    widths = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stSelectbox"]')]
+        .filter(el => el.closest('[data-testid="stMain"]')).map(el => el.getBoundingClientRect().width)""")
+    assert widths and min(widths) >= 150, widths
+    page.get_by_test_id("stSidebarNav").get_by_text("Compare").click()
+    wait_for_app(page)
+    page.get_by_role("heading", name="Which checkpoint is right").wait_for()
+    wait_for_plotly(page, 9)
+    assert page.evaluate(too_wide) == []
+    assert page_log.page_errors == []

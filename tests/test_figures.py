@@ -235,13 +235,18 @@ def test_contribution_bars_show_each_method_and_mark_absent():
                "attention": np.array([0.4, 0.3, 0.3, 0.0])}
     present = np.array([True, True, True, False])
     fig = figs.contribution_bars(contrib, present, baseline="drop-attention", efficiency_gap=1e-9)
-    assert len(fig.data) == 3
-    for trace, m in zip(fig.data, ("shapley", "leave_one_out", "attention")):
-        np.testing.assert_allclose(np.asarray(trace.x, dtype=float), contrib[m], rtol=1e-6)
-        assert list(trace.y) == list(MODALITIES)
-        assert trace.text[3] == "absent"
+    assert len(fig.data) == 6          # per method: the present bars, and the absent ones (hatched) apart
+    for (shown, absent), m in zip(zip(fig.data[::2], fig.data[1::2]), ("shapley", "leave_one_out", "attention")):
+        assert shown.xaxis == absent.xaxis
+        np.testing.assert_allclose(np.asarray(shown.x, dtype=float), contrib[m][:3], rtol=1e-6)
+        assert list(shown.y) == list(MODALITIES[:3]) and list(absent.y) == [MODALITIES[3]]
+        assert list(absent.text) == ["absent"] and absent.marker.pattern.shape == "/"
+        # one colour per bar, and no per-bar pattern (plotly.js warns "Invalid color specifier" on those)
+        assert not shown.marker.pattern.shape and isinstance(absent.marker.color, str)
+    assert list(fig.layout.yaxis.categoryarray) == list(MODALITIES)
     assert "drop-attention" in fig.layout.annotations[-1].text
-    assert len(figs.contribution_bars(contrib, present, methods=("shapley",)).data) == 1
+    assert len(figs.contribution_bars(contrib, present, methods=("shapley",)).data) == 2
+    assert len(figs.contribution_bars(contrib, np.ones(4, bool), methods=("shapley",)).data) == 1
 
 
 def test_token_contributions_and_prediction():

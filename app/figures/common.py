@@ -29,10 +29,28 @@ def f32(x) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
 
 
+def wrap_label(text: str, width: int = 14) -> str:
+    """`text` broken at spaces into lines of about `width` characters (`<br>`), so a long
+    category or subplot title stays narrow on a 1000 px screen."""
+    lines, line = [], ""
+    for word in str(text).split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "<br>".join(lines)
+
+
 def layout(fig: go.Figure, title: str | None = None, height: int | None = None, **kw) -> go.Figure:
+    """The shared look; axes grow their margins to fit their labels (automargin), so no tick
+    label or category name is clipped in a narrow column."""
     kw.setdefault("margin", dict(l=60, r=20, t=40 if title else 16, b=40))
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)) if title else None,
                       height=height, font=FONT, template=TEMPLATE, **kw)
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 

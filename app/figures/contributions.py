@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from fusion_core.vocab import MODALITIES
 
-from .common import MODALITY_COLORS, empty_figure, f32, layout, method_label
+from .common import MODALITY_COLORS, empty_figure, f32, layout, method_label, wrap_label
 
 
 def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence[bool] | np.ndarray, *,
@@ -25,31 +25,35 @@ def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence
     methods = [m for m in methods if m in contributions]
     if not methods:
         return empty_figure("no contributions for this model")
-    fig = make_subplots(rows=1, cols=len(methods), subplot_titles=[method_label(m) for m in methods],
-                        horizontal_spacing=0.05, shared_yaxes=True)
+    fig = make_subplots(rows=1, cols=len(methods), subplot_titles=[wrap_label(method_label(m), 12) for m in methods],
+                        horizontal_spacing=0.06, shared_yaxes=True)
     present = np.asarray(present, dtype=bool)
     for i, method in enumerate(methods, start=1):
         v = np.asarray(contributions[method], dtype=np.float64)
-        fig.add_trace(go.Bar(
-            y=list(MODALITIES), x=f32(v), orientation="h",
-            marker=dict(color=[MODALITY_COLORS[m] if present[j] else "#BBBBBB" for j, m in enumerate(MODALITIES)],
-                        pattern=dict(shape=["" if p else "/" for p in present])),
-            text=[f"{x:.3g}" if present[j] else "absent" for j, x in enumerate(v)], textposition="outside",
-            cliponaxis=False, hovertemplate="%{y}: %{x:.4g}<extra>" + method_label(method) + "</extra>",
-            showlegend=False), row=1, col=i)
+        for is_present in (True, False):    # absent ones hatched: a trace of their own, since plotly.js
+            js = [j for j in range(len(MODALITIES)) if present[j] == is_present]   # warns on per-bar patterns
+            if not js:
+                continue
+            fig.add_trace(go.Bar(
+                y=[MODALITIES[j] for j in js], x=f32(v[js]), orientation="h",
+                marker=dict(color=[MODALITY_COLORS[MODALITIES[j]] for j in js]) if is_present
+                else dict(color="#BBBBBB", pattern=dict(shape="/")),
+                text=[f"{v[j]:.3g}" if is_present else "absent" for j in js], textposition="outside",
+                cliponaxis=False, hovertemplate="%{y}: %{x:.4g}<extra>" + method_label(method) + "</extra>",
+                showlegend=False), row=1, col=i)
         lo, hi = float(min(0.0, v.min())), float(max(0.0, v.max()))
         pad = 0.35 * (hi - lo or 1.0)
         fig.update_xaxes(range=[lo - (pad if lo < 0 else 0), hi + pad], zeroline=True, zerolinecolor="#888",
                          nticks=4, row=1, col=i)
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(MODALITIES))
     sub = [title] if title else []
     if baseline:
         sub.append(f"absent modality = {baseline}")
     if efficiency_gap is not None:
         sub.append(f"Shapley efficiency gap {efficiency_gap:.1e}")
     fig.update_annotations(font=dict(size=12))
-    return layout(fig, None, 250, margin=dict(l=60, r=20, t=44, b=46)).add_annotation(
-        text=" · ".join(sub), xref="paper", yref="paper", x=0.0, y=-0.2, xanchor="left", yanchor="top",
+    return layout(fig, None, 270, margin=dict(l=60, r=20, t=56, b=60)).add_annotation(
+        text="<br>".join(sub), xref="paper", yref="paper", x=0.0, y=-0.2, xanchor="left", yanchor="top",
         showarrow=False, font=dict(size=11, color="#666"))
 
 
@@ -66,6 +70,8 @@ def token_contribution_figure(token_shapley: np.ndarray, present: Sequence[bool]
                              marker_color=MODALITY_COLORS[m],
                              hovertemplate=f"{m} · %{{x}}: %{{y:.4g}}<extra></extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="v", x=1.01, y=1, yanchor="top"))
+    fig.update_xaxes(tickangle=0, tickvals=[f"token {t}" for t in range(T)], ticktext=[str(t) for t in range(T)],
+                     title_text="fusion token")
     fig.update_yaxes(zeroline=True, zerolinecolor="#888", title_text="Shapley")
     return layout(fig, title, 290)
 

@@ -74,7 +74,7 @@ def hover_template(fields: Sequence[str], downsampled: bool, value_label: str) -
     return "<br>".join(parts) + "<extra></extra>"
 
 
-def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int = 8) -> dict:
+def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int = 5) -> dict:
     k = len(edges) - 1
     if positions is None or len(positions) != edges[-1] or k == 0:
         return {}
@@ -82,8 +82,8 @@ def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int 
     if "image" in positions.columns and "t0" not in positions.columns:
         img = positions["image"].to_numpy()[starts]
         first = np.flatnonzero(np.r_[True, img[1:] != img[:-1]])
-        return dict(tickvals=first.tolist(), ticktext=[f"photo {int(img[i]) + 1}" for i in first],
-                    title_text="photo · patch →")
+        return dict(tickvals=first.tolist(), ticktext=[f"{int(img[i]) + 1}" for i in first],
+                    title_text="photo 1–5 · patch →")
     if "t0" in positions.columns:
         t0 = positions["t0"].to_numpy(dtype=np.float64)[starts]
         if "frame0" in positions.columns:      # video: ticks where a new time bin starts
@@ -138,7 +138,7 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
     ticks = _axis_ticks(positions, edges)
     title_text = ticks.pop("title_text", "position")
     fig.update_xaxes(title_text=title_text + (f"  ({S} positions in {k} columns)" if downsampled else ""),
-                     range=[-0.5, k - 0.5], showgrid=False, zeroline=False, **ticks)
+                     range=[-0.5, k - 0.5], showgrid=False, zeroline=False, tickangle=0, **ticks)
     fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"token {t}" for t in range(T)], autorange="reversed",
                      showgrid=False, zeroline=False)
     return layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
@@ -202,7 +202,7 @@ def twin_heatmaps(left: np.ndarray, right: np.ndarray, positions: pd.DataFrame |
                                  hovertemplate="token %{y} · column %{x}<br>%{z:.4g}<extra></extra>"), row=1, col=i + 1)
         ticks = _axis_ticks(positions, edges)
         ticks.pop("title_text", None)
-        fig.update_xaxes(showgrid=False, zeroline=False, row=1, col=i + 1, **ticks)
+        fig.update_xaxes(showgrid=False, zeroline=False, tickangle=0, row=1, col=i + 1, **ticks)
         T = zd.shape[0]
         fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"token {t}" for t in range(T)], autorange="reversed",
                          showgrid=False, row=1, col=i + 1)

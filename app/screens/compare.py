@@ -19,6 +19,7 @@ from fusion_core.errors import InputError
 from fusion_core.explain.compare import Comparison, compare
 from fusion_core.explain.engine import BASELINES, Explanation
 from fusion_core.explain.methods import METHODS
+from fusion_core.explain import views
 from fusion_core.explain.views import positions_of, shared_range
 from fusion_core.vocab import MODALITIES
 
@@ -36,6 +37,7 @@ def compare_page() -> None:
     state.restore(K)
     ck_a, ck_b, welds, baseline, target = sidebar()
     st.title("Compare two checkpoints")
+    widgets.main_area_problems()
     result = explain_both(ck_a, ck_b, welds, baseline, target)
     if result is None:
         st.info("Choose two checkpoints and at least one weld in the sidebar.")
@@ -45,7 +47,7 @@ def compare_page() -> None:
     names = (f"A: {ck_a.info.path.split('/')[-1]}", f"B: {ck_b.info.path.split('/')[-1]}")
     st.caption(f"{names[0]} ({ck_a.info.sha256[:12]}) vs {names[1]} ({ck_b.info.sha256[:12]}) · "
                f"target `{exp_a.target}` · absent = `{exp_a.baseline}` · {len(welds)} weld(s)")
-    per_weld, fig_delta = all_welds(cmp)
+    per_weld, fig_delta = all_welds(cmp, welds)
     one_weld(exp_a, exp_b, cmp, per_weld, names, fig_delta, f"compare_{ck_a.info.sha256[:8]}_{ck_b.info.sha256[:8]}",
              widgets.heads_assumed(ck_a) or widgets.heads_assumed(ck_b))
 
@@ -99,29 +101,81 @@ def explain_both(ck_a, ck_b, welds, baseline: str, target: str) -> tuple | None:
     return None
 
 
-def all_welds(cmp: Comparison) -> tuple[pd.DataFrame, go.Figure]:
-    """Metrics and the per-weld table of the whole selection; returns that table and the
-    figure of the Shapley deltas."""
-    per_weld = cmp.per_weld_frame()
+def all_welds(cmp: Comparison, welds: list) -> tuple[pd.DataFrame, go.Figure]:
+    """Metrics, accuracy and confusion matrices, and the per-weld decision table of the whole
+    selection; returns that table and the figure of the Shapley deltas."""
+    truth = views.truth_names(welds)
+    table = views.decision_table(cmp, truth)
     m = st.columns(4)
-    m[0].metric("Welds", len(per_weld))
+    m[0].metric("Welds", len(table))
     if cmp.prediction_agree is not None:
-        m[1].metric("Predictions differ", int((~cmp.prediction_agree).sum()))
-    m[2].metric("Top modality differs", int((~cmp.top_agree).sum()))
-    m[3].metric("Mean JSD (bits)", f"{np.nanmean(cmp.js):.3f}" if np.isfinite(cmp.js).any() else "n/a")
-
+        m[1].metric("Accuracy A", _pct(views.accuracy(truth, table["A predicts"])))
+        m[2].metric("Accuracy B", _pct(views.accuracy(truth, table["B predicts"])))
+    m[3].metric("Flagged", int((table["Flag"] != "").sum()),
+                help="Welds where A and B disagree on the prediction, or on the top modality (Shapley) with each "
+                     f"checkpoint's top leading the other's by at least {views.TOP_MARGIN:.0%} of Σ|φ|.")
+    m = st.columns(4)
+    if cmp.prediction_agree is not None:
+        m[0].metric("Predictions differ", int((~cmp.prediction_agree).sum()))
+    m[1].metric("Top modality differs", int((~cmp.top_agree).sum()))
+    m[2].metric("Mean JSD (bits)", f"{np.nanmean(cmp.js):.3f}" if np.isfinite(cmp.js).any() else "n/a")
+    if cmp.prediction_agree is not None:
+        decisions(truth, table)
     st.subheader("Across the selected welds")
-    table = per_weld.copy()
-    table.insert(0, "⚑", np.where(table["flag"], "⚑", ""))
-    table = table.drop(columns=["flag"])
-    t = st.columns([3, 2])
-    t[0].dataframe(table, hide_index=True, height=min(420, 38 + 35 * len(table)),
-                   column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
-                                  if c.startswith("delta_") or c in ("rank_rho_shapley", "mean_js")})
-    t[0].caption("⚑: A and B disagree on the top modality (by Shapley) or on the prediction.")
-    fig_delta = figs.delta_figure(per_weld)
-    t[1].plotly_chart(fig_delta, key=f"{K}_delta", **figs.CHART)
-    return per_weld, fig_delta
+    which = st.radio("Show", views.DECISION_FILTERS, horizontal=True, key=f"{K}_filter")
+    shown = views.filter_decisions(table, which)
+    st.dataframe(shown, hide_index=True, height=min(420, 38 + 35 * max(len(shown), 1)), key=f"{K}_table",
+                 column_config=_columns(table))
+    st.caption(f"{len(shown)} of {len(table)} welds. Flag: why the weld stands out — the checkpoints predict "
+               f"different classes (\"prediction\"), or name a different top modality by Shapley with each "
+               f"leading by ≥ {views.TOP_MARGIN:.0%} of Σ|φ| (\"top modality\"). Δφ: Shapley value B − A.")
+    deltas = cmp.per_weld_frame()
+    deltas["flag"] = (table["Flag"] != "").to_numpy()          # ⚑ in the figure = flagged in the table
+    fig_delta = figs.delta_figure(deltas)
+    st.plotly_chart(fig_delta, key=f"{K}_delta", **figs.CHART)
+    return table, fig_delta
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.0%}"
+
+
+def _columns(table: pd.DataFrame) -> dict:
+    cfg = {c: st.column_config.NumberColumn(format="%+.3f", help="Shapley value of B minus that of A")
+           for c in table.columns if c.startswith("Δφ")}
+    cfg["Rank agreement ρ"] = st.column_config.NumberColumn(
+        format="%.2f", help="Spearman ρ of the four modality Shapley values of A and B (1: same order)")
+    cfg["Mean JSD (bits)"] = st.column_config.NumberColumn(
+        format="%.3f", help="Jensen–Shannon divergence of A's and B's attention, mean over tokens and modalities")
+    cfg["A right"] = st.column_config.CheckboxColumn(help="A's prediction equals the true class")
+    cfg["B right"] = st.column_config.CheckboxColumn(help="B's prediction equals the true class")
+    return cfg
+
+
+def decisions(truth: list, table: pd.DataFrame) -> None:
+    """Per-class accuracy of A and B; the confusion matrices of A, B and B − A."""
+    st.subheader("Which checkpoint is right")
+    classes = views.class_order(truth, table["A predicts"], table["B predicts"])
+    if not any(t is not None for t in truth):
+        st.info("No weld here has a known class (truth.json or part number), so accuracy cannot be measured.")
+        return
+    acc_a = views.per_class_accuracy(truth, table["A predicts"], classes)
+    acc_b = views.per_class_accuracy(truth, table["B predicts"], classes)
+    acc = pd.DataFrame({"True class": acc_a["class"], "Welds": acc_a["welds"], "A accuracy": acc_a["accuracy"],
+                        "B accuracy": acc_b["accuracy"]})
+    acc = acc[acc["Welds"] > 0]
+    pct = st.column_config.NumberColumn(format="percent")
+    cm_a = views.confusion_matrix(truth, table["A predicts"], classes)
+    cm_b = views.confusion_matrix(truth, table["B predicts"], classes)
+    c = st.columns(2)
+    c[0].plotly_chart(figs.confusion_figure(cm_a, "A: confusion matrix"), key=f"{K}_cm_a", **figs.CHART)
+    c[1].plotly_chart(figs.confusion_figure(cm_b, "B: confusion matrix"), key=f"{K}_cm_b", **figs.CHART)
+    c = st.columns(2)
+    c[0].dataframe(acc, hide_index=True, key=f"{K}_class_acc", column_config={"A accuracy": pct, "B accuracy": pct},
+                   height=min(420, 38 + 35 * len(acc)))
+    c[1].plotly_chart(figs.confusion_difference_figure(cm_a, cm_b), key=f"{K}_cm_diff", **figs.CHART)
+    st.caption("Rows: true class; columns: predicted class; numbers are welds. B − A: blue cells gained welds "
+               "in B, red cells lost them — on the diagonal, blue is better.")
 
 
 # --------------------------------------------------------------------------- one weld (display-driven)
@@ -136,16 +190,17 @@ def one_weld(exp_a: Explanation, exp_b: Explanation, cmp: Comparison, per_weld: 
     """One weld: predictions, contributions A and B, JSD, maps A, B and B − A; then export."""
     st.subheader("One weld")
     ids = list(exp_a.ids)
-    c = st.columns([1.4, 1, 1.3, 1, 1.3])
-    i = c[0].selectbox("Weld", range(len(ids)), key=f"{K}_weld_{len(ids)}",
-                       format_func=lambda j: ("⚑ " if per_weld["flag"].iloc[j] else "") + widgets.class_label(ids[j]))
+    c, w = widgets.control_row(), widgets.CONTROL_WIDTH
+    i = c.selectbox("Weld", range(len(ids)), key=f"{K}_weld_{len(ids)}", width=w + 60,
+                    format_func=lambda j: ("⚑ " if per_weld["Flag"].iloc[j] else "") + widgets.class_label(ids[j]))
     same_heads = heads_of(exp_a) == heads_of(exp_b)
-    head = widgets.head_picker(c[1], f"{K}_head", heads_of(exp_a) if same_heads else 0, assumed=assumed)
-    kind = widgets.map_kind_picker(c[2], f"{K}_method")
-    cscale = c[3].selectbox("Colour scale", figs.COLORSCALES, key=f"{K}_colorscale")
-    shared_all = c[4].toggle("One scale for all modalities", value=False, key=f"{K}_shared")
-    robust = c[3].toggle("Clip outliers", value=True, key=f"{K}_robust",
-                         help="Colour range from the 5th to the 95th percentile (hover shows true values).")
+    head = widgets.head_picker(c, f"{K}_head", heads_of(exp_a) if same_heads else 0, assumed=assumed, width=w)
+    kind = widgets.map_kind_picker(c, f"{K}_method", width=w)
+    cscale = c.selectbox("Colour scale", figs.COLORSCALES, key=f"{K}_colorscale", width=w)
+    t = widgets.control_row()
+    shared_all = t.toggle("One scale for all modalities", value=False, key=f"{K}_shared")
+    robust = t.toggle("Clip outliers", value=True, key=f"{K}_robust",
+                      help="Colour range from the 5th to the 95th percentile (hover shows true values).")
 
     pred_a, pred_b = exp_a.predicted(i), exp_b.predicted(i)
     if pred_a is not None:
@@ -164,8 +219,8 @@ def contributions_ab(exp_a: Explanation, exp_b: Explanation, cmp: Comparison, i:
                      drawn: dict) -> None:
     k = st.columns(2)
     both = [x for x in METHODS if x in exp_a.contributions and x in exp_b.contributions]
-    method = k[0].columns(2)[0].selectbox("Contributions", both, format_func=figs.method_label,
-                                          key=f"{K}_contrib_method")
+    method = k[0].selectbox("Contributions", both, format_func=figs.method_label, key=f"{K}_contrib_method",
+                            width=widgets.CONTROL_WIDTH)
     drawn["contributions"] = figs.contributions_ab_figure(
         exp_a.contributions[method][i], exp_b.contributions[method][i], label_a=names[0], label_b=names[1],
         method=method, title=f"{figs.method_label(method)}: A and B")
@@ -205,13 +260,14 @@ def maps_ab(exp_a: Explanation, exp_b: Explanation, i: int, names: tuple[str, st
 
 def export(cmp: Comparison, per_weld: pd.DataFrame, stem: str, drawn: dict) -> None:
     st.subheader("Export")
-    e = st.columns(4)
-    e[0].download_button("Comparison (JSON)", lambda: json.dumps(cmp.to_json_dict()).encode(),
-                         file_name=f"{stem}.json", mime="application/json", on_click="ignore", key=f"{K}_dl_json")
-    e[1].download_button("Per-weld deltas (CSV)", lambda: per_weld.to_csv(index=False).encode(),
-                         file_name=f"{stem}_per_weld.csv", mime="text/csv", on_click="ignore", key=f"{K}_dl_csv")
-    e[2].download_button("JSD per token (CSV)", lambda: cmp.js_frame().to_csv(index=False).encode(),
-                         file_name=f"{stem}_js.csv", mime="text/csv", on_click="ignore", key=f"{K}_dl_js")
-    fig_name = e[3].selectbox("Figure", list(drawn), key=f"{K}_fig_pick", label_visibility="collapsed")
-    e[3].download_button("Figure as HTML", lambda: figs.figure_html(drawn[fig_name]).encode(),
-                         file_name=f"{stem}_{fig_name}.html", mime="text/html", on_click="ignore", key=f"{K}_dl_fig")
+    e = widgets.control_row()
+    e.download_button("Comparison (JSON)", lambda: json.dumps(cmp.to_json_dict()).encode(),
+                      file_name=f"{stem}.json", mime="application/json", on_click="ignore", key=f"{K}_dl_json")
+    e.download_button("Per-weld table (CSV)", lambda: per_weld.to_csv(index=False).encode(),
+                      file_name=f"{stem}_per_weld.csv", mime="text/csv", on_click="ignore", key=f"{K}_dl_csv")
+    e.download_button("JSD per token (CSV)", lambda: cmp.js_frame().to_csv(index=False).encode(),
+                      file_name=f"{stem}_js.csv", mime="text/csv", on_click="ignore", key=f"{K}_dl_js")
+    fig_name = e.selectbox("Figure", list(drawn), key=f"{K}_fig_pick", label_visibility="collapsed",
+                           width=widgets.CONTROL_WIDTH)
+    e.download_button("Figure as HTML", lambda: figs.figure_html(drawn[fig_name]).encode(),
+                      file_name=f"{stem}_{fig_name}.html", mime="text/html", on_click="ignore", key=f"{K}_dl_fig")

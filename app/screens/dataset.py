@@ -23,6 +23,7 @@ from fusion_core.errors import InputError
 from fusion_core.explain.engine import BASELINES
 from fusion_core.explain.methods import METHODS
 from fusion_core.explain.summaries import weld_table
+from fusion_core.explain import views
 from fusion_core.explain.views import batch_long, batch_table, explanation_long, window_long
 from fusion_core.io.layout import is_weld_folder
 from fusion_core.io.weld import Weld
@@ -55,6 +56,7 @@ def dataset_page() -> None:
     state.remember(K)
     state.write_url(K)
     st.title("Dataset")
+    widgets.main_area_problems()
     if mode == BATCH:
         batch_view(inputs)
     else:
@@ -70,16 +72,73 @@ def show_views(table: pd.DataFrame, methods: list[str], long_of: Callable[[str],
     m = st.columns(3)
     m[0].metric("Welds", f"{len(table):,}")
     if len(known):
-        m[1].metric("Accuracy (where the class is known)", f"{known.astype(float).mean():.0%}")
+        m[1].metric("Accuracy", f"{known.astype(float).mean():.0%}", help="Over the welds whose class is known.")
     tops = table["top"].dropna()
     if len(tops):
         m[2].metric("Most frequent top modality", tops.mode().iloc[0])
-    per_weld(table, open_row)
+    shown = decisions(table)
+    per_weld(table, shown, open_row)
     by_class(table, methods, long_of, contributions_csv)
 
 
-def per_weld(table: pd.DataFrame, open_row: Callable[[int], None]) -> None:
-    st.subheader("Per weld")
+SHOW = ("all welds", "misclassified only", "one matrix cell")
+
+
+def take_cell_click() -> None:
+    """A click on a confusion-matrix cell (its selection, when it changed since the last run)
+    → show that cell's welds. Read before the widgets below the matrix are drawn."""
+    sel = st.session_state.get(f"{K}_cm")
+    try:
+        points = list(sel["selection"]["points"]) if sel else []
+    except (KeyError, TypeError):
+        points = []
+    sig = repr(points)
+    if sig == st.session_state.get(f"{K}_cm_seen", "[]"):
+        return
+    st.session_state[f"{K}_cm_seen"] = sig
+    cell = figs.cell_of(points[0]) if points else None
+    if cell:
+        st.session_state[f"{K}_show"] = SHOW[2]
+        st.session_state[f"{K}_cell"] = cell
+
+
+def decisions(table: pd.DataFrame) -> pd.DataFrame:
+    """Confusion matrix (click a cell for its welds) and per-class accuracy; the filter of
+    the per-weld table. Returns the rows to show."""
+    known = table[(table["class"].astype(str) != "unknown") & table["prediction"].notna()]
+    if not len(known):
+        return table
+    st.subheader("Truth vs prediction")
+    take_cell_click()
+    classes = views.class_order(known["class"], known["prediction"])
+    cm = views.confusion_matrix(known["class"], known["prediction"], classes)
+    c = st.columns([1, 1])
+    c[0].plotly_chart(figs.confusion_figure(cm, None), key=f"{K}_cm", on_select="rerun", selection_mode="points",
+                      **figs.CHART)
+    c[0].caption("Rows: true class; columns: predicted class; numbers are welds. Click a cell to list its welds.")
+    acc = views.per_class_accuracy(known["class"], known["prediction"], classes)
+    acc = acc[acc["welds"] > 0].rename(columns={"class": "True class", "welds": "Welds", "correct": "Correct",
+                                                  "accuracy": "Accuracy"})
+    c[1].dataframe(acc, hide_index=True, key=f"{K}_class_acc", height=min(460, 38 + 35 * len(acc)),
+                   column_config={"Accuracy": st.column_config.NumberColumn(format="percent")})
+    f = st.columns([3, 2])
+    show = f[0].radio("Show", SHOW, horizontal=True, key=f"{K}_show")
+    cells = [(str(r), str(p)) for r in cm.index for p in cm.columns if cm.loc[r, p] > 0]
+    if st.session_state.get(f"{K}_cell") not in cells:
+        st.session_state[f"{K}_cell"] = next((x for x in cells if x[0] != x[1]), cells[0])
+    cell = f[1].selectbox("Matrix cell", cells, key=f"{K}_cell", disabled=show != SHOW[2],
+                          format_func=lambda x: f"{x[0]} → {x[1]} ({cm.loc[x[0], x[1]]})")
+    if show == SHOW[1]:
+        return table[table["correct"].eq(False)]
+    if show == SHOW[2]:
+        return views.welds_in_cell(table, *cell)
+    return table
+
+
+def per_weld(table: pd.DataFrame, shown: pd.DataFrame, open_row: Callable[[int], None]) -> None:
+    """The per-weld table (`shown`: rows of `table`, which has a RangeIndex); a selected row
+    opens in Explore by its position in `table`."""
+    st.subheader(f"Per weld ({len(shown):,} of {len(table):,})" if len(shown) != len(table) else "Per weld")
     st.caption("Select a row to open that weld in Explore. φ: exact Shapley value. In window: share of the "
                "gradient-weighted relevance on tokens inside the planted defect's time windows; compare with the "
                "windows' share of the weld (chance).")
@@ -91,11 +150,13 @@ def per_weld(table: pd.DataFrame, open_row: Callable[[int], None]) -> None:
     num["top"] = st.column_config.TextColumn(help="modality with the largest Shapley value")
     if "p(prediction)" in table:
         num["p(prediction)"] = st.column_config.NumberColumn(format="%.2f", help="probability of the predicted class")
-    sel = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row", key=f"{K}_table",
-                       column_config=num, height=min(460, 38 + 35 * len(table)))
+    sel = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row",
+                       key=f"{K}_table" if len(shown) == len(table) else f"{K}_table_{hash(tuple(shown.index))}",
+                       column_config=num,
+                       height=min(460, 38 + 35 * max(len(shown), 1)))
     rows = sel.selection.rows if sel is not None else []
-    if rows and int(rows[0]) < len(table):
-        open_row(int(rows[0]))
+    if rows and int(rows[0]) < len(shown):
+        open_row(int(shown.index[int(rows[0])]))
 
 
 @st.fragment
@@ -208,7 +269,7 @@ def batch_sidebar() -> BatchInputs:
     path = st.text_input("Results file (.parquet)", key=f"{K}_parquet_path",
                          help="Found: " + ", ".join(services.display_path(Path(f)) for f in found[:5])
                          if found else "No .parquet in the data folder yet: run a batch below.")
-    up = st.file_uploader("…or upload a results .parquet", type=["parquet"], key=f"{K}_parquet_upload")
+    up = st.file_uploader("…or upload a results .parquet", key=f"{K}_parquet_upload")
     with st.expander("Run a batch into Parquet", expanded=not path):
         ckpts = services.list_checkpoints()
         names = [p.name for p in ckpts]
@@ -267,7 +328,7 @@ def results_table(path: str, up) -> tuple[pd.DataFrame, str] | None:
     got = None
     try:
         if choice == "upload":
-            got = (services.results_from_upload(up.name, widgets.upload_bytes(up)), up.name)
+            got = (services.results_from_upload(up.name, widgets.upload_bytes(up, ["parquet"])), up.name)
         elif path.strip():
             got = (services.results_from_path(path.strip()), path.strip())
     except InputError as e:

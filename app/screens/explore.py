@@ -52,7 +52,9 @@ def explore_page() -> None:
     state.restore(K)
     widgets.apply_request(K)
     ck, wi, target = sidebar()
-    header, contrib = st.container(), st.container()
+    problems, header, contrib = st.container(), st.container(), st.container()
+    with problems:
+        widgets.main_area_problems()
     with contrib:
         st.subheader("Modality contributions")
         bc = st.columns([2, 3])
@@ -224,23 +226,26 @@ def views(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, 
 def map_controls(exp: Explanation, assumed: bool = False) -> MapView:
     n_heads = next(iter(exp.attention.values())).shape[1]
     T = next(iter(exp.attention.values())).shape[2]
-    c = st.columns([1, 1.3, 1.2, 1, 1.3])
+    c = widgets.control_row()
+    w = widgets.CONTROL_WIDTH
     state.from_url(f"{K}_method", "map", list(MAP_KINDS))
     state.from_url(f"{K}_head", "head", ["mean"] + list(range(n_heads)))
     state.from_url(f"{K}_token", "token", ["mean"] + list(range(T)))
-    kind = widgets.map_kind_picker(c[1], f"{K}_method")
-    head = widgets.head_picker(c[0], f"{K}_head", n_heads, assumed=assumed, disabled=kind == "relevance",
+    head_box = c.container(width=w)             # Head first on the row, though it depends on Map
+    kind = widgets.map_kind_picker(c, f"{K}_method", width=w)
+    head = widgets.head_picker(head_box, f"{K}_head", n_heads, assumed=assumed, disabled=kind == "relevance",
                                help="Relevance (Chefer et al. 2021) is already a mean over heads.")
-    token = c[2].selectbox("Token for the raw-weld views", ["mean"] + list(range(T)), key=f"{K}_token",
-                           format_func=lambda t: "all tokens (mean)" if t == "mean" else f"token {t}")
-    cscale = c[3].selectbox("Colour scale", figs.COLORSCALES, key=f"{K}_colorscale")
-    shared = c[4].toggle("One scale for all modalities", value=False, key=f"{K}_shared",
-                         help="Off: each map has its own range. On: one range over all four.")
-    robust = c[3].toggle("Clip outliers", value=True, key=f"{K}_robust",
-                         help="Colour range from the 5th to the 95th percentile, so a few extreme cells "
-                              "(often the first and last positions) do not flatten the rest; hover shows true values.")
-    full_res = c[4].toggle("Full resolution", value=False, key=f"{K}_full",
-                           help="Send every position and sample to the browser (slower for long sequences).")
+    token = c.selectbox("Token for the raw-weld views", ["mean"] + list(range(T)), key=f"{K}_token", width=w,
+                        format_func=lambda t: "all tokens (mean)" if t == "mean" else f"token {t}")
+    cscale = c.selectbox("Colour scale", figs.COLORSCALES, key=f"{K}_colorscale", width=w)
+    t = widgets.control_row()
+    shared = t.toggle("One scale for all modalities", value=False, key=f"{K}_shared",
+                      help="Off: each map has its own range. On: one range over all four.")
+    robust = t.toggle("Clip outliers", value=True, key=f"{K}_robust",
+                      help="Colour range from the 5th to the 95th percentile, so a few extreme cells "
+                           "(often the first and last positions) do not flatten the rest; hover shows true values.")
+    full_res = t.toggle("Full resolution", value=False, key=f"{K}_full",
+                        help="Send every position and sample to the browser (slower for long sequences).")
     maps = {m: exp.token_map(B, m, head, kind) for m in MODALITIES
             if m in exp.attention and exp.present[B, MODALITIES.index(m)]}
     return MapView(maps, kind, head, token, cscale, shared, robust, full_res, assumed)
@@ -481,17 +486,18 @@ def export(exp: Explanation, ck: LoadedCheckpoint, weld: Weld | None, drawn: dic
     st.subheader("Export")
     stem = f"{exp.ids[B]}_{ck.info.sha256[:8]}"
     p = functools.partial
-    e = st.columns(4)
-    e[0].download_button("Explanation (JSON)", p(json_bytes, exp, ck, weld), file_name=f"{stem}.json",
-                         mime="application/json", on_click="ignore", key=f"{K}_dl_json")
-    e[1].download_button("Contributions (CSV)", p(contributions_csv, exp), file_name=f"{stem}_contributions.csv",
-                         mime="text/csv", on_click="ignore", key=f"{K}_dl_csv")
-    e[2].download_button("Attention maps (CSV)", p(attention_csv, exp), file_name=f"{stem}_attention.csv",
-                         mime="text/csv", on_click="ignore", key=f"{K}_dl_att")
-    e[3].download_button("All figures (HTML, zip)", p(figures_zip, exp, drawn), file_name=f"{stem}_figures.zip",
-                         mime="application/zip", on_click="ignore", key=f"{K}_dl_figs")
-    fe = st.columns([2, 1, 1])
-    fig_name = fe[0].selectbox("Figure", list(drawn), key=f"{K}_fig_pick", label_visibility="collapsed")
-    fe[1].download_button("Figure as HTML", lambda: figs.figure_html(drawn[fig_name]).encode(),
-                          file_name=f"{stem}_{fig_name}.html", mime="text/html", on_click="ignore", key=f"{K}_dl_fig")
-    fe[2].caption("Standalone HTML with plotly.js inside: opens offline.")
+    e = widgets.control_row()
+    e.download_button("Explanation (JSON)", p(json_bytes, exp, ck, weld), file_name=f"{stem}.json",
+                      mime="application/json", on_click="ignore", key=f"{K}_dl_json")
+    e.download_button("Contributions (CSV)", p(contributions_csv, exp), file_name=f"{stem}_contributions.csv",
+                      mime="text/csv", on_click="ignore", key=f"{K}_dl_csv")
+    e.download_button("Attention maps (CSV)", p(attention_csv, exp), file_name=f"{stem}_attention.csv",
+                      mime="text/csv", on_click="ignore", key=f"{K}_dl_att")
+    e.download_button("All figures (HTML, zip)", p(figures_zip, exp, drawn), file_name=f"{stem}_figures.zip",
+                      mime="application/zip", on_click="ignore", key=f"{K}_dl_figs")
+    fe = widgets.control_row()
+    fig_name = fe.selectbox("Figure", list(drawn), key=f"{K}_fig_pick", label_visibility="collapsed",
+                            width=widgets.CONTROL_WIDTH)
+    fe.download_button("Figure as HTML", lambda: figs.figure_html(drawn[fig_name]).encode(),
+                       file_name=f"{stem}_{fig_name}.html", mime="text/html", on_click="ignore", key=f"{K}_dl_fig")
+    fe.caption("Standalone HTML with plotly.js inside: opens offline.")

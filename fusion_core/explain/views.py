@@ -9,6 +9,8 @@ an explanation (the Streamlit app, a notebook, a report) prepares it the same wa
     references         reference_welds (the good welds a reference baseline or anomaly target uses)
     tables             explanation_long (Explain-now), present_frame, batch_table, batch_long,
                        window_long (a batch run's Parquet summary columns)
+    decisions          truth_names, confusion_matrix, per_class_accuracy, accuracy, welds_in_cell,
+                       decision_table + filter_decisions (Compare: which checkpoint is right)
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..io.weld import Weld
-from ..vocab import MODALITIES, TIME_MODALITIES, weld_class
+from ..vocab import CLASS_NAMES, MODALITIES, TIME_MODALITIES, weld_class
 
 if TYPE_CHECKING:
+    from .compare import Comparison
     from .engine import Explanation
 
 SPEC_MAX_FRAMES = 600      # spectrogram frames (time columns) by default
@@ -250,3 +253,120 @@ def window_long(table: pd.DataFrame) -> pd.DataFrame:
     parts = [pd.DataFrame({"weld": table["weld"], "modality": m, "chance": table["window share"],
                            "share": table[f"in window: {m}"]}) for m in TIME_MODALITIES if f"in window: {m}" in table]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["weld", "modality", "chance", "share"])
+
+
+# --------------------------------------------------------------------------- decisions (truth vs prediction)
+
+def _known(truth: Sequence, predicted: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """The (truth, prediction) pairs where both are known (neither None/NaN/"unknown")."""
+    t = pd.Series(list(truth), dtype=object)
+    p = pd.Series(list(predicted), dtype=object)
+    ok = t.notna() & p.notna() & t.ne("unknown") & p.ne("unknown")
+    return t[ok].astype(str).to_numpy(), p[ok].astype(str).to_numpy()
+
+
+def class_order(*labels: Iterable) -> list[str]:
+    """The class names in `labels`, in CLASS_NAMES order first, then any others sorted."""
+    seen = {str(x) for group in labels for x in group if x is not None and x == x and str(x) != "unknown"}
+    known = [n for n in CLASS_NAMES.values() if n in seen]
+    return known + sorted(seen - set(known))
+
+
+def confusion_matrix(truth: Sequence, predicted: Sequence, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Counts with rows = true class, columns = predicted class (welds with an unknown truth
+    or prediction are left out). `classes` fixes the order (and shape) of both axes."""
+    t, p = _known(truth, predicted)
+    classes = list(classes) if classes is not None else class_order(t, p)
+    out = pd.DataFrame(0, index=pd.Index(classes, name="truth"), columns=pd.Index(classes, name="predicted"))
+    for a, b in zip(t, p):
+        if a in out.index and b in out.columns:
+            out.loc[a, b] += 1
+    return out
+
+
+def per_class_accuracy(truth: Sequence, predicted: Sequence, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per true class: welds, correct, accuracy (NaN for a class with no weld)."""
+    t, p = _known(truth, predicted)
+    classes = list(classes) if classes is not None else class_order(t)
+    rows = []
+    for c in classes:
+        n = int((t == c).sum())
+        k = int(((t == c) & (p == c)).sum())
+        rows.append({"class": c, "welds": n, "correct": k, "accuracy": k / n if n else np.nan})
+    return pd.DataFrame(rows, columns=["class", "welds", "correct", "accuracy"])
+
+
+def accuracy(truth: Sequence, predicted: Sequence) -> float:
+    """Share of correct predictions among welds with a known truth and prediction (NaN if none)."""
+    t, p = _known(truth, predicted)
+    return float((t == p).mean()) if len(t) else float("nan")
+
+
+def truth_names(welds: Sequence[Weld]) -> list[str | None]:
+    """Each weld's true class name (truth.json's class, else the part number), None if unknown."""
+    out = []
+    for w in welds:
+        code = weld_class(w.weld_id, w.truth if isinstance(w.truth, dict) else None)
+        out.append(CLASS_NAMES.get(code) if code is not None else None)
+    return out
+
+
+def welds_in_cell(table: pd.DataFrame, truth: str, predicted: str) -> pd.DataFrame:
+    """The rows of a per-weld table (`class`, `prediction` columns) in one confusion-matrix cell."""
+    return table[(table["class"].astype(str) == truth) & (table["prediction"].astype(str) == predicted)]
+
+
+TOP_MARGIN = 0.10          # a top-modality disagreement counts when each side leads by this share of |φ|
+DECISION_FILTERS = ("all welds", "where they disagree", "where A or B is wrong")
+
+
+def top_lead(phi: np.ndarray, top: int, other: int) -> float:
+    """How far modality `top` leads `other` in contributions `phi` (4,), as a share of Σ|φ|."""
+    total = float(np.abs(phi).sum())
+    return float(phi[top] - phi[other]) / total if total > 0 else 0.0
+
+
+def _flag(pred_a, pred_b, top_a: str, top_b: str, phi_a: np.ndarray, phi_b: np.ndarray, margin: float) -> str:
+    """Why a weld is flagged: "prediction", "top modality", both, or ""."""
+    why = []
+    if pred_a is not None and pred_b is not None and pred_a != pred_b:
+        why.append("prediction")
+    if top_a != top_b:
+        ia, ib = MODALITIES.index(top_a), MODALITIES.index(top_b)
+        if min(top_lead(phi_a, ia, ib), top_lead(phi_b, ib, ia)) >= margin:
+            why.append("top modality")
+    return " + ".join(why)
+
+
+def _right(pred, truth) -> bool | None:
+    return None if pred is None or truth is None else pred == truth
+
+
+def decision_table(cmp: Comparison, truth: Sequence[str | None], margin: float = TOP_MARGIN) -> pd.DataFrame:
+    """Per weld, what a reader needs to choose between checkpoints A and B: truth, each
+    prediction and whether it is right, the flag (they disagree on the prediction, or on the
+    top modality by Shapley with each leading by at least `margin` of Σ|φ|; the column says
+    which), top modalities, rank agreement, mean JSD and the Shapley change B − A."""
+    a, b = cmp.a, cmp.b
+    rows = []
+    for i, wid in enumerate(a.ids):
+        pa, pb, t = a.predicted(i), b.predicted(i), truth[i] if i < len(truth) else None
+        phi_a, phi_b = a.contributions["shapley"][i], b.contributions["shapley"][i]
+        row = {"Weld": wid, "Flag": _flag(pa, pb, a.top_modality(i), b.top_modality(i), phi_a, phi_b, margin),
+               "Truth": t or "unknown", "A predicts": pa, "A right": _right(pa, t),
+               "B predicts": pb, "B right": _right(pb, t), "Top modality A": a.top_modality(i), "Top modality B": b.top_modality(i),
+               "Rank agreement ρ": float(cmp.rank_agreement["shapley"][i]),
+               "Mean JSD (bits)": float(np.nanmean(cmp.js[i])) if np.isfinite(cmp.js[i]).any() else np.nan}
+        for j, m in enumerate(MODALITIES):
+            row[f"Δφ {m} (B − A)"] = float(phi_b[j] - phi_a[j])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def filter_decisions(table: pd.DataFrame, which: str) -> pd.DataFrame:
+    """The rows of a `decision_table` for one of DECISION_FILTERS."""
+    if which == DECISION_FILTERS[1]:
+        return table[table["Flag"].astype(str) != ""]
+    if which == DECISION_FILTERS[2]:
+        return table[table["A right"].eq(False) | table["B right"].eq(False)]
+    return table
