@@ -226,9 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`fusion-core info X | head`): not an error.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug of ours, not the user's input: say so on one line
         if os.environ.get("FUSION_CORE_DEBUG"):
             traceback.print_exc()
-        print(f"internal error ({type(e).__name__}): {e} — rerun with FUSION_CORE_DEBUG=1 for details",
-              file=sys.stderr)
+        print(f"internal error ({type(e).__name__}): {printable(' '.join(str(e).split()))[:500]} — rerun with "
+              "FUSION_CORE_DEBUG=1 for details", file=sys.stderr)
         return 1

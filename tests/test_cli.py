@@ -158,3 +158,12 @@ def test_weld_explanations_are_bit_identical_across_processes(tmp_path):
     res = json.loads(outs[0])["results"]
     assert [r["weld"] for r in res] == sorted(r["weld"] for r in res) and len(res) == 3
     assert all(r["prediction"]["class"] for r in res)
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error():
+    # `fusion-core info CKPT | head -1`: the pipe closes early; no "internal error", exit 0.
+    ck = ROOT / "sample_data" / "checkpoints" / "demo-best.safetensors"
+    r = subprocess.run(f"{sys.executable} -m fusion_core info {ck} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+                       shell=True, executable="/bin/bash", capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.splitlines()[0].startswith("file") and "status=0" in r.stdout
+    assert r.stderr == ""
