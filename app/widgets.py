@@ -49,7 +49,10 @@ def clear_problems() -> None:
 def main_area_problems() -> None:
     """This run's input problems, in the main area above the result that is kept."""
     for msg in st.session_state.pop(PROBLEMS, []):
-        st.error(f"{msg}\n\nNot loaded: what is shown below is the last input that worked.")
+        # The message stays one line (names are escaped, never spread over lines); the note
+        # about what is shown goes under it.
+        st.error(msg)
+        st.caption("Not loaded: what is shown below is the last input that worked.")
 
 
 def _mb(n: int) -> str:

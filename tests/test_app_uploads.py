@@ -20,7 +20,8 @@ def test_a_txt_weld_file_is_named_in_the_main_area_and_the_weld_stays(data):
     assert problems(app) == []
     (main,) = _main_errors(app)
     assert main.startswith("notes.txt:") and ".txt file cannot be read here" in main and ".avi" in main
-    assert "last input that worked" in main
+    assert "\n" not in main                                          # one line, like every error
+    assert any("last input that worked" in c.value for c in app.main.caption)
     assert any(e.startswith("notes.txt:") for e in _sidebar_errors(app))
     assert app.title[0].value == title                 # the previous weld is still shown, below the error
     app.radio(key="explore_weld_source").set_value("Sample weld").run()
