@@ -137,15 +137,20 @@ def _checkpoints(root: Path, sd: dict, heads: int, marker: Path) -> list[Case]:
     return cases
 
 
-def _features(root: Path, dims: dict[str, int], marker: Path) -> list[Case]:
-    rng = np.random.default_rng(0)
-    good = {m: rng.normal(size=(3, d)).astype(np.float32) for m, d in dims.items()}
-    cases = []
-
+def _npz_writer(root: Path, cases: list[Case]):
+    """npz(name, expect, **arrays): write one feature-file case under root and list it."""
     def npz(name, expect, **arrays):
         p = root / f"{name}.npz"
         np.savez(p, **arrays)
         cases.append(Case(name, "features", p, expect))
+    return npz
+
+
+def _features(root: Path, dims: dict[str, int], marker: Path) -> list[Case]:
+    rng = np.random.default_rng(0)
+    good = {m: rng.normal(size=(3, d)).astype(np.float32) for m, d in dims.items()}
+    cases: list[Case] = []
+    npz = _npz_writer(root, cases)
 
     npz("feat-nan", "NaN", **{**good, "video": np.full_like(good["video"], np.nan)})
     npz("feat-inf", "NaN/Inf", **{**good, "sensor": np.full_like(good["sensor"], -np.inf)})
@@ -341,12 +346,8 @@ def _video(path: Path, n: int, fps: int, *, fmt: str, size=(128, 96), last_pts: 
 def _round2_features(root: Path, dims: dict[str, int]) -> list[Case]:
     rng = np.random.default_rng(1)
     good = {m: rng.normal(size=(3, d)).astype(np.float32) for m, d in dims.items()}
-    cases = []
-
-    def npz(name, expect, **arrays):
-        p = root / f"{name}.npz"
-        np.savez(p, **arrays)
-        cases.append(Case(name, "features", p, expect))
+    cases: list[Case] = []
+    npz = _npz_writer(root, cases)
 
     npz("feat-values-1e20", "overflow", **{**good, "video": good["video"] * np.float32(1e20)})
     npz("feat-values-3e38-float32", "overflow", **{**good, "audio": np.full((3, dims["audio"]), 3e38, np.float32)})

@@ -14,17 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from fusion_core.cli import main
-from fusion_core.models.encoders.demo import EncoderConfig
-from fusion_core.models.fusion import FusionConfig
 from fusion_core.vocab import MODALITIES
-from fusion_core.training.synth import generate_weld
-from fusion_core.training.train import WeldModel, save_model
 
-from bad_inputs import build_corpus, build_round2
-from factories import random_module, small_config
+from bad_inputs import build_round2, setup_corpus
 from hostile_runner import MAX_RSS_MB, argv_for, judge, run_cli_cases
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,21 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
-    marker = d / "MARKER"
-    cfg = small_config(0, num_heads=2)
-    sd = random_module(cfg, 0).state_dict()
-    good_ck = d / "good.pt"
-    torch.save({"model_state_dict": sd, "config": {"num_heads": 2}}, good_ck)
-    weld = generate_weld("000102", 2, 0, d / "src")
-    torch.manual_seed(0)
-    enc = EncoderConfig()
-    model = WeldModel(enc, FusionConfig(**{f"{m}_dim": enc.dim(m) for m in MODALITIES}, hidden_dim=16,
-                                        num_fusion_tokens=2, num_heads=2), [0, 2, 3])
-    weld_ck = d / "weld-model.safetensors"
-    save_model(weld_ck, model.eval())
-    cases = build_corpus(d / "corpus", sd, 2, {m: cfg.input_dim(m) for m in MODALITIES}, weld, marker)
-    return {"cases": {c.name: c for c in cases}, "marker": marker, "good_ck": good_ck, "weld_ck": weld_ck,
-            "weld": weld, "dir": d, "dims": {m: cfg.input_dim(m) for m in MODALITIES}}
+    made = setup_corpus(d, round2=False)          # round 2 is built by its own fixture below
+    return {**made, "cases": {c.name: c for c in made["cases"]}, "dir": d}
 
 
 @pytest.fixture(scope="module")

@@ -56,17 +56,24 @@ class EncoderAdapter(nn.Module):
         return self.project(self.encode(x))
 
 
-class VideoAdapter(EncoderAdapter):
+class _BackboneAdapter(EncoderAdapter):
+    """An adapter around a `transformers` backbone: its module, width and description."""
+
+    def __init__(self, backbone: Backbone, projection: nn.Linear | None):
+        super().__init__(projection)
+        self.backbone = backbone.model
+        self.dim = projection.out_features if projection is not None else int(backbone.config.hidden_size)
+        self.description = backbone.describe()
+
+
+class VideoAdapter(_BackboneAdapter):
     modality = "video"
 
     def __init__(self, backbone: Backbone, projection: nn.Linear | None = None):
-        super().__init__(projection)
-        self.backbone = backbone.model
+        super().__init__(backbone, projection)
         cfg = backbone.config
         self.tubelet, self.patch = int(cfg.tubelet_size), int(cfg.patch_size)
-        self.dim = projection.out_features if projection is not None else int(cfg.hidden_size)
         self.seq_len = (pre.VIDEO_FRAMES // self.tubelet) * (pre.VIDEO_SIZE // self.patch) ** 2
-        self.description = backbone.describe()
 
     def prepare(self, weld: Weld) -> Prepared:
         x, source, idx = pre.video_input(weld)
@@ -77,18 +84,15 @@ class VideoAdapter(EncoderAdapter):
         return self.backbone(pixel_values_videos=x, skip_predictor=True).last_hidden_state
 
 
-class ImageAdapter(EncoderAdapter):
+class ImageAdapter(_BackboneAdapter):
     modality = "image"
 
     def __init__(self, backbone: Backbone, projection: nn.Linear | None = None):
-        super().__init__(projection)
-        self.backbone = backbone.model
+        super().__init__(backbone, projection)
         cfg = backbone.config
         self.patch = int(cfg.patch_size)
         self.registers = int(getattr(cfg, "num_register_tokens", 0) or 0)
-        self.dim = projection.out_features if projection is not None else int(cfg.hidden_size)
         self.seq_len = 1 + self.registers + (pre.IMAGE_SIZE // self.patch) ** 2
-        self.description = backbone.describe()
 
     def prepare(self, weld: Weld) -> Prepared:
         x, _ = pre.photo_input(weld)
@@ -102,20 +106,17 @@ class ImageAdapter(EncoderAdapter):
         return self.project(self.encode(x)).mean(dim=1)    # projected, then averaged over photos
 
 
-class AudioAdapter(EncoderAdapter):
+class AudioAdapter(_BackboneAdapter):
     modality = "audio"
 
     def __init__(self, backbone: Backbone, projection: nn.Linear | None = None):
-        super().__init__(projection)
-        self.backbone = backbone.model
+        super().__init__(backbone, projection)
         cfg = backbone.config
         self.mels, self.length, self.patch = int(cfg.num_mel_bins), int(cfg.max_length), int(cfg.patch_size)
         self.strides = int(cfg.frequency_stride), int(cfg.time_stride)
         rows = (self.length - self.patch) // self.strides[0] + 1
         cols = (self.mels - self.patch) // self.strides[1] + 1
-        self.dim = projection.out_features if projection is not None else int(cfg.hidden_size)
         self.seq_len = 2 + rows * cols
-        self.description = backbone.describe()
 
     def prepare(self, weld: Weld) -> Prepared:
         x, real = pre.audio_input(weld)
