@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from fusion_core.explain.views import downsample_columns
+from fusion_core.explain.views import downsample_columns, shared_range
 from fusion_core.vocab import MODALITIES
 
 from .common import f32, layout
@@ -192,24 +192,28 @@ def js_heatmap(js: np.ndarray, title: str | None = "Jensen–Shannon divergence 
 def twin_heatmaps(left: np.ndarray, right: np.ndarray, positions: pd.DataFrame | None = None, *,
                   titles: tuple[str, str] = ("real weights", "randomized weights"), colorscale="Viridis",
                   value_label: str = "attention", max_cols: int | None = HEATMAP_MAX_COLS,
-                  title: str | None = None) -> go.Figure:
-    """Two token × position maps side by side, each on its own scale (no click overlay)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.24)
+                  title: str | None = None, robust: bool = True) -> go.Figure:
+    """Two token × position maps side by side on ONE colour scale (range over both, 5th–95th
+    percentile when `robust`), so a flat randomized map looks flat beside a structured real
+    one; one colour bar. No click overlay."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.12)
+    zmin, zmax = shared_range([np.asarray(left), np.asarray(right)], robust)
     for i, z in enumerate((left, right)):
         zd, edges = downsample_columns(z, max_cols, "max")
-        fig.add_trace(go.Heatmap(z=zd, colorscale=colorscale, colorbar=dict(x=0.39 if i == 0 else 1.0, thickness=10,
-                                                                              xanchor="left", len=0.9),
+        fig.add_trace(go.Heatmap(z=zd, colorscale=colorscale, zmin=zmin, zmax=zmax,
+                                 showscale=i == 1,
+                                 colorbar=dict(x=1.0, thickness=10, xanchor="left", len=0.9,
+                                               title=dict(text=value_label, side="right")),
                                  hovertemplate="token %{y} · column %{x}<br>%{z:.4g}<extra></extra>"), row=1, col=i + 1)
         ticks = _axis_ticks(positions, edges)
         ticks.pop("title_text", None)
-        fig.update_xaxes(showgrid=False, zeroline=False, tickangle=0, row=1, col=i + 1, **ticks)
+        fig.update_xaxes(showgrid=False, zeroline=False, tickangle=0, nticks=6, row=1, col=i + 1, **ticks)
         T = zd.shape[0]
         fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"token {t}" for t in range(T)], autorange="reversed",
-                         showgrid=False, row=1, col=i + 1)
+                         showgrid=False, showticklabels=i == 0, row=1, col=i + 1)
     fig.update_annotations(font=dict(size=12))
     return layout(fig, title, 150 + 34 * np.asarray(left).shape[0], margin=dict(l=60, r=20, t=60 if title else 40,
                                                                                    b=40))
-
 
 
 def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "per head") -> go.Figure:

@@ -8,14 +8,8 @@ so it is one fragment (`views`): changing a display control reruns that part alo
 
 from __future__ import annotations
 
-import functools
-import io
 import json
-import zipfile
-from dataclasses import dataclass, field
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
@@ -30,11 +24,10 @@ from fusion_core.vocab import MODALITIES
 
 from app import figures as figs
 from app import services, state, widgets
+from app.screens.explore_common import B, CELL, K, MapView
+from app.screens.explore_export import export
+from app.screens.explore_raw import cell_pictures, cell_signal, raw_weld
 from app.widgets import WeldInput
-
-K = "explore"
-CELL = f"{K}_cell"
-B = 0                       # the page explains one weld: sample 0 of the explanation
 
 
 def page() -> StreamlitPage:
@@ -170,32 +163,6 @@ def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
 
 # --------------------------------------------------------------------------- display-driven views
 
-@dataclass
-class MapView:
-    """The display controls' choices and the maps they give (one (T, S) array per modality)."""
-
-    maps: dict[str, np.ndarray] = field(default_factory=dict)
-    kind: str = "attention"
-    head: str | int = "mean"
-    token: str | int = "mean"
-    cscale: str = "Viridis"
-    shared: bool = False
-    robust: bool = False
-    full_res: bool = False
-    assumed: bool = False                 # the checkpoint's head count is a guess
-
-    @property
-    def value_label(self) -> str:
-        return figs.MAP_VALUE_LABELS[self.kind]
-
-    def weights(self, m: str) -> np.ndarray | None:
-        """Per position of modality m: the chosen token's map row (or the mean of tokens)."""
-        if m not in self.maps:
-            return None
-        z = self.maps[m]
-        return z.mean(0) if self.token == "mean" else z[int(self.token)]
-
-
 @st.fragment
 def views(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, target: str, drawn: dict) -> None:
     """Attention maps, the clicked cell, the raw weld, faithfulness and export (`drawn`: the
@@ -329,95 +296,6 @@ def cell_detail(exp: Explanation, weld: Weld | None, cell: dict, assumed: bool =
             cell_signal(weld, m, pos, s0, s1)
 
 
-def cell_pictures(weld: Weld, m: str, pos: pd.DataFrame, s0: int, s1: int) -> None:
-    if m == "video" and weld.video is not None:
-        rows = pos.iloc[s0:s1 + 1]
-        st.plotly_chart(figs.frames_figure(weld.video, weld.video_times, int(rows["frame0"].min()),
-                                           int(rows["frame1"].max()), rows.to_dict("records"),
-                                           title="frames of this token's time bin, patch outlined"),
-                        key=f"{K}_cell_raw", **figs.CHART)
-    elif m == "image" and weld.images:
-        rows = pos.iloc[s0:s1 + 1].copy()
-        j = int(rows["image"].iloc[0])
-        rows["image"] = 0
-        regions = [dict(r, image=0) for r in (weld.truth or {}).get("regions", []) if r.get("image") == j]
-        st.plotly_chart(figs.photos_figure([weld.images[j]], None, rows.reset_index(drop=True),
-                                           image_sizes=weld.image_sizes[j:j + 1], regions=regions,
-                                           highlight=(0, len(rows) - 1), labels=[f"photo {j + 1}"],
-                                           title="the patch on the photo"),
-                        key=f"{K}_cell_raw", **figs.CHART)
-
-
-def cell_signal(weld: Weld, m: str, pos: pd.DataFrame, s0: int, s1: int) -> None:
-    t0, t1 = float(pos["t0"].iloc[s0]), float(pos["t1"].iloc[s1])
-    pad = max(0.5, 2 * (t1 - t0))
-    rng = (max(0.0, t0 - pad), t1 + pad)
-    if m == "audio" and weld.audio is not None:
-        st.plotly_chart(figs.audio_figure(weld.audio, weld.sample_rate, view="spectrogram", t_range=rng,
-                                          windows=[(t0, t1)], max_points=4000,
-                                          title=f"audio around {t0:.2f}–{t1:.2f} s (span shaded)"),
-                        key=f"{K}_cell_raw", **figs.CHART)
-    elif m == "sensor" and weld.sensor is not None:
-        st.plotly_chart(figs.sensor_figure(weld.sensor, t_range=rng, windows=[(t0, t1)], max_points=None,
-                                           title=f"sensor around {t0:.2f}–{t1:.2f} s (span shaded)"),
-                        key=f"{K}_cell_raw", **figs.CHART)
-        inside = weld.sensor[(weld.sensor["t"] >= t0) & (weld.sensor["t"] < t1)]
-        st.dataframe(inside, hide_index=True, height=150)
-
-
-# --------------------------------------------------------------------------- raw weld
-
-def raw_weld(exp: Explanation, wi: WeldInput, view: MapView, drawn: dict) -> None:
-    weld = wi.weld
-    st.subheader("Attention on the raw weld")
-    band_label = "attention" if not view.maps else (
-        f"{view.value_label}, " + ("mean of tokens" if view.token == "mean" else f"token {view.token}"))
-    windows = (weld.truth or {}).get("windows") or []
-    dur = float(max(weld.duration, 1e-3))
-    rc = st.columns([2, 1])
-    zoom = rc[0].slider("Time window (s)", 0.0, round(dur, 2), (0.0, round(dur, 2)), step=0.05,
-                        key=f"{K}_zoom_{wi.key[:12]}", help="Narrow it to see the signals at full resolution.")
-    audio_view = rc[1].radio("Audio", ["waveform", "spectrogram"], horizontal=True, key=f"{K}_audio_view")
-    t_range = None if zoom == (0.0, round(dur, 2)) else (float(zoom[0]), float(zoom[1]))
-    signal = dict(windows=windows, t_range=t_range, max_points=None if view.full_res else figs.SIGNAL_MAX_POINTS,
-                  colorscale=view.cscale, band_label=band_label, robust=view.robust)
-    r1 = st.columns(2)
-    with r1[0]:
-        if weld.sensor is not None:
-            drawn["sensor"] = figs.sensor_figure(weld.sensor, view.weights("sensor"), positions_of(exp, "sensor", B),
-                                                 title=f"sensor log · band: {band_label}", **signal)
-            st.plotly_chart(drawn["sensor"], key=f"{K}_sensor", **figs.CHART)
-        else:
-            st.info("No sensor log in this weld.")
-    with r1[1]:
-        if weld.audio is not None:
-            drawn["audio"] = figs.audio_figure(weld.audio, weld.sample_rate, view.weights("audio"),
-                                               positions_of(exp, "audio", B), view=audio_view,
-                                               title=f"audio {audio_view} · band: {band_label}", **signal)
-            st.plotly_chart(drawn["audio"], key=f"{K}_audio", **figs.CHART)
-        else:
-            st.info("No audio in this weld.")
-        raw_photos(exp, weld, view, drawn)
-    vpos = positions_of(exp, "video", B)
-    if weld.video is not None and vpos is not None:
-        w = view.weights("video") if "video" in view.maps else np.zeros(len(vpos))
-        drawn["video"] = figs.video_strip_figure(weld.video, w, vpos, colorscale=view.cscale,
-                                                 value_label=view.value_label, px_width=1150,
-                                                 title="video: one frame per time bin, attention per patch")
-        st.plotly_chart(drawn["video"], key=f"{K}_video", **figs.CHART)
-
-
-def raw_photos(exp: Explanation, weld: Weld, view: MapView, drawn: dict) -> None:
-    if not weld.images:
-        st.info("No photos in this weld.")
-        return
-    drawn["photos"] = figs.photos_figure(weld.images, view.weights("image"), positions_of(exp, "image", B),
-                                         image_sizes=weld.image_sizes, regions=(weld.truth or {}).get("regions", []),
-                                         colorscale=view.cscale, value_label=view.value_label, px_width=620,
-                                         title="photos: attention per patch (truth regions dashed)")
-    st.plotly_chart(drawn["photos"], key=f"{K}_photos", **figs.CHART)
-
-
 # --------------------------------------------------------------------------- faithfulness
 
 def faithfulness(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tuple[str, str], view: MapView,
@@ -446,58 +324,8 @@ def faithfulness(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tup
         rand = exp_r.token_map(B, pick, view.head, view.kind)
         drawn["randomized_twin"] = figs.twin_heatmaps(view.maps[pick], rand, positions_of(exp, pick, B),
                                                       colorscale=view.cscale, value_label=view.value_label,
-                                                      titles=(f"{pick}: real weights", f"{pick}: randomized weights"))
+                                                      titles=(f"{pick}: real weights", f"{pick}: randomized weights"),
+                                                      robust=view.robust)
         st.plotly_chart(drawn["randomized_twin"], key=f"{K}_twin", **figs.CHART)
 
 
-# --------------------------------------------------------------------------- export
-
-def json_bytes(exp: Explanation, ck: LoadedCheckpoint, weld: Weld | None) -> bytes:
-    payload = exp.to_json_dict()
-    entry = payload["results"][B]
-    entry["positions"] = {m: (p[B].to_dict(orient="records") if p and p[B] is not None else [])
-                          for m, p in exp.positions.items()}
-    entry["checkpoint"] = {"path": ck.info.path, "sha256": ck.info.sha256}
-    if weld is not None:
-        entry["weld"] = {"id": weld.weld_id, "digest": weld.digest, "truth": weld.truth}
-    return json.dumps(payload, default=float).encode()
-
-
-def contributions_csv(exp: Explanation) -> bytes:
-    frames = [exp.contributions_frame().assign(kind="modality"),
-              exp.token_contributions_frame().assign(kind="token", method="shapley")]
-    return pd.concat(frames, ignore_index=True).to_csv(index=False).encode()
-
-
-def attention_csv(exp: Explanation) -> bytes:
-    frames = [exp.attention_frame(B, m).assign(modality=m) for m in exp.attention]
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).to_csv(index=False).encode()
-
-
-def figures_zip(exp: Explanation, drawn: dict) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, fig in drawn.items():
-            z.writestr(f"{exp.ids[B]}_{name}.html", figs.figure_html(fig))
-    return buf.getvalue()
-
-
-def export(exp: Explanation, ck: LoadedCheckpoint, weld: Weld | None, drawn: dict) -> None:
-    st.subheader("Export")
-    stem = f"{exp.ids[B]}_{ck.info.sha256[:8]}"
-    p = functools.partial
-    e = widgets.control_row()
-    e.download_button("Explanation (JSON)", p(json_bytes, exp, ck, weld), file_name=f"{stem}.json",
-                      mime="application/json", on_click="ignore", key=f"{K}_dl_json")
-    e.download_button("Contributions (CSV)", p(contributions_csv, exp), file_name=f"{stem}_contributions.csv",
-                      mime="text/csv", on_click="ignore", key=f"{K}_dl_csv")
-    e.download_button("Attention maps (CSV)", p(attention_csv, exp), file_name=f"{stem}_attention.csv",
-                      mime="text/csv", on_click="ignore", key=f"{K}_dl_att")
-    e.download_button("All figures (HTML, zip)", p(figures_zip, exp, drawn), file_name=f"{stem}_figures.zip",
-                      mime="application/zip", on_click="ignore", key=f"{K}_dl_figs")
-    fe = widgets.control_row()
-    fig_name = fe.selectbox("Figure", list(drawn), key=f"{K}_fig_pick", label_visibility="collapsed",
-                            width=widgets.CONTROL_WIDTH)
-    fe.download_button("Figure as HTML", lambda: figs.figure_html(drawn[fig_name]).encode(),
-                       file_name=f"{stem}_{fig_name}.html", mime="text/html", on_click="ignore", key=f"{K}_dl_fig")
-    fe.caption("Standalone HTML with plotly.js inside: opens offline.")
