@@ -3,6 +3,8 @@ Streamlit chart keywords, standalone HTML, and the labels of contribution method
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -59,9 +61,13 @@ def payload_bytes(fig: go.Figure) -> int:
     return len(pio.to_json(fig, validate=False).encode())
 
 
-def figure_html(fig: go.Figure) -> str:
-    """Standalone HTML with plotly.js embedded: opens offline, no CDN."""
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+def figure_html(fig: go.Figure, page_title: str | None = None) -> str:
+    """Standalone HTML with plotly.js embedded: opens offline, no CDN. `page_title` (plain
+    text, escaped here) names the browser tab; give the figure a context title for its own."""
+    out = fig.to_html(include_plotlyjs=True, full_html=True, config=PLOT_CONFIG)
+    if page_title:
+        out = out.replace("<head>", f"<head><title>{html.escape(page_title)}</title>", 1)
+    return out
 
 
 def empty_figure(message: str, height: int = 200) -> go.Figure:
