@@ -266,14 +266,15 @@ def randomized_checkpoint(ck: LoadedCheckpoint, seed: int = 0) -> LoadedCheckpoi
 
 # --------------------------------------------------------------------------- welds
 
-def _weld_folder(path: str, stamp: tuple) -> Weld:
-    return caches.WELDS.get(("folder", path, stamp), lambda: load_weld(path))
+def _weld_folder(path: str, stamp: tuple, opts: tuple = ()) -> Weld:
+    return caches.WELDS.get(("folder", path, stamp, opts), lambda: load_weld(path, **dict(opts)))
 
 
-def weld_from_folder(path: Path) -> Weld:
-    """A weld folder inside the data roots."""
+def weld_from_folder(path: Path, **read_options) -> Weld:
+    """A weld folder inside the data roots (`read_options`: `load_weld`'s, e.g. the full
+    resolution upstream's encoders read)."""
     real = allowed_path(path)
-    return _weld_folder(str(real), _stamp(real))
+    return _weld_folder(str(real), _stamp(real), tuple(sorted(read_options.items())))
 
 
 def welds_from_folder(path: Path) -> list[Weld]:
@@ -290,21 +291,24 @@ def welds_from_folder(path: Path) -> list[Weld]:
     return caches.WELDS.get(("set", str(real), stamp), lambda: load_welds(str(real)))
 
 
-def welds_from_zip(name: str, data: bytes) -> list[Weld]:
+def welds_from_zip(name: str, data: bytes, **read_options) -> list[Weld]:
     """The welds of an uploaded zip (read in memory, never extracted to disk)."""
     if not data:
         raise InputError(name, "file is empty")
-    welds = caches.UPLOADS.get(("zip", sha_of_bytes(data), name), lambda: load_welds_from_zip_bytes(data, name))
+    opts = tuple(sorted(read_options.items()))
+    welds = caches.UPLOADS.get(("zip", sha_of_bytes(data), name, opts),
+                               lambda: load_welds_from_zip_bytes(data, name, **read_options))
     if not welds:
         raise InputError(name, "no weld found in the zip (expected folders with .avi/.flac/.csv/images)")
     return welds
 
 
-def weld_from_files(files: Sequence[tuple[str, bytes]]) -> Weld:
+def weld_from_files(files: Sequence[tuple[str, bytes]], **read_options) -> Weld:
     key = hashlib.sha256()
     for name, data in sorted(files):
         key.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    return caches.UPLOADS.get(("files", key.hexdigest()), lambda: load_weld_from_files(list(files)))
+    return caches.UPLOADS.get(("files", key.hexdigest(), tuple(sorted(read_options.items()))),
+                              lambda: load_weld_from_files(list(files), **read_options))
 
 
 def _load_features(data: bytes, name: str) -> FeatureBatch:
@@ -323,24 +327,55 @@ def features_from_upload(name: str, data: bytes) -> FeatureBatch:
     return caches.UPLOADS.get(("features", sha_of_bytes(data), name), lambda: _load_features(data, name))
 
 
-def reference_welds() -> list[Weld] | None:
+def reference_welds(**read_options) -> list[Weld] | None:
     """Good welds (class 00) of the data folder: the reference set for `reference-mean` and
     `anomaly`. None when there are none."""
     try:
         good = good_welds(welds_from_folder(data_dir()))
     except InputError:
         return None
+    if good and read_options:
+        good = [weld_from_folder(Path(w.source), **read_options) if Path(w.source).is_dir() else w for w in good]
     return good or None
+
+
+# --------------------------------------------------------------------------- upstream's encoders
+
+def upstream_encoders(ck: LoadedCheckpoint):
+    """The checkpoint's own (upstream) encoders when they are what reads its welds, else None."""
+    return ck.upstream_encoders if ck.encoders is None else None
+
+
+def weld_for(ck: LoadedCheckpoint, wi: WeldInput) -> WeldInput:
+    """The weld input as this checkpoint's encoders must read it: upstream's read the files'
+    own pixels and exactly its frame count (`read_options`), so the weld is read again from
+    where it came from (`wi.extra["reread"]`); the built-in encoders take it as it is."""
+    opts = core_welds.read_options(ck)
+    reread = wi.extra.get("reread")
+    if not opts or wi.kind != "weld" or reread is None:
+        return wi
+    weld = reread(opts)
+    return dataclasses.replace(wi, weld=weld, extra={**wi.extra, "read_options": opts})
+
+
+def encoders_to_run(ck: LoadedCheckpoint, welds: Sequence[Weld]) -> list[str]:
+    """Modalities whose upstream encoder would run for these welds (not in the feature cache)."""
+    enc = upstream_encoders(ck)
+    if enc is None:
+        return []
+    return [m for m in dict.fromkeys(m for w in welds for m in w.present) if any(
+        m in w.present and enc.cached(m, w) is None for w in welds)]
 
 
 # --------------------------------------------------------------------------- explanations
 
 def _explain_chunk(ck: LoadedCheckpoint, welds: tuple, baseline: str, target: str,
-                   reference: tuple) -> Explanation:
+                   reference: tuple, encoder_progress: Callable | None = None) -> Explanation:
     key = ("welds", ckpt_key(ck), tuple(w.digest for w in welds), baseline, target,
            tuple(w.digest for w in reference))
     return caches.EXPLANATIONS.get(key, lambda: core_welds.explain_welds(
-        ck, list(welds), baseline=baseline, target=target, reference=list(reference) or None))
+        ck, list(welds), baseline=baseline, target=target, reference=list(reference) or None,
+        encoder_progress=encoder_progress))
 
 
 def needs_reference(baseline: str, target: str) -> bool:
@@ -349,16 +384,17 @@ def needs_reference(baseline: str, target: str) -> bool:
 
 def explain_welds(ck: LoadedCheckpoint, welds: Sequence[Weld], *, baseline: str = "drop-attention",
                   target: str = "auto", progress: Callable[[int, int], None] | None = None,
-                  chunk: int = CHUNK) -> Explanation:
-    """Explain welds chunk by chunk (each chunk cached), calling progress(done, total)."""
+                  chunk: int = CHUNK, encoder_progress: Callable | None = None) -> Explanation:
+    """Explain welds chunk by chunk (each chunk cached), calling progress(done, total), and
+    `encoder_progress(stage, modality, done, total)` while upstream's encoders run."""
     if not welds:
         raise InputError("", "no welds to explain")
-    ref = tuple(reference_welds() or ()) if needs_reference(baseline, target) else ()
+    ref = tuple(reference_welds(**core_welds.read_options(ck)) or ()) if needs_reference(baseline, target) else ()
     if target == "anomaly" and not ref:
         raise InputError(str(data_dir()), "target 'anomaly' needs good welds (class 00) in the data folder")
     parts = []
     for i in range(0, len(welds), chunk):
-        parts.append(_explain_chunk(ck, tuple(welds[i:i + chunk]), baseline, target, ref))
+        parts.append(_explain_chunk(ck, tuple(welds[i:i + chunk]), baseline, target, ref, encoder_progress))
         if progress:
             progress(min(i + chunk, len(welds)), len(welds))
     return core_welds.concat_explanations(parts)
@@ -371,11 +407,12 @@ def explain_features(ck: LoadedCheckpoint, fb: FeatureBatch, fb_key: str, row: i
                                                                      target=target))
 
 
-def explain_input(ck: LoadedCheckpoint, wi: WeldInput, baseline: str, target: str) -> Explanation:
+def explain_input(ck: LoadedCheckpoint, wi: WeldInput, baseline: str, target: str,
+                  encoder_progress: Callable | None = None) -> Explanation:
     """Explanation of what the weld picker chose: a weld, or one row of a feature file."""
     if wi.kind == "features":
         return explain_features(ck, wi.features, wi.key, wi.row, baseline=baseline, target=target)
-    return explain_welds(ck, [wi.weld], baseline=baseline, target=target)
+    return explain_welds(ck, [wi.weld], baseline=baseline, target=target, encoder_progress=encoder_progress)
 
 
 # --------------------------------------------------------------------------- batch results

@@ -19,7 +19,7 @@ KEEP = "_keep_"
 # Widget keys each page keeps across page switches.
 KEPT = {
     "explore": ("explore_ckpt", "explore_weld_source", "explore_sample", "explore_head", "explore_method",
-                "explore_token", "explore_baseline", "explore_target", "explore_colorscale"),
+                "explore_token", "explore_baseline", "explore_target", "explore_colorscale", "explore_tab"),
     "compare": ("compare_a_ckpt", "compare_b_ckpt", "compare_set_source", "compare_folder", "compare_target",
                 "compare_baseline", "compare_head", "compare_method", "compare_colorscale"),
     "dataset": ("dataset_source", "dataset_ckpt", "dataset_set_source", "dataset_folder", "dataset_target",
@@ -30,7 +30,7 @@ KEPT = {
 URL = {
     "explore": {"checkpoint": "explore_ckpt", "weld": "explore_sample", "head": "explore_head",
                 "map": "explore_method", "token": "explore_token", "baseline": "explore_baseline",
-                "target": "explore_target"},
+                "target": "explore_target", "view": "explore_tab"},
     "compare": {"a": "compare_a_ckpt", "b": "compare_b_ckpt", "target": "compare_target",
                 "baseline": "compare_baseline", "head": "compare_head", "map": "compare_method"},
     "dataset": {"parquet": "dataset_parquet_path", "checkpoint": "dataset_ckpt", "target": "dataset_target",

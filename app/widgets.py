@@ -8,6 +8,7 @@ file and the problem) and the picker returns the last input that worked, kept in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,21 +244,26 @@ def _sample_weld(key: str, wanted: str | None) -> WeldInput | None:
         st.warning(f"No sample welds in {services.data_dir()}.")
         return None
     ids = [p.name for p in folders]
+    # First visit: a defective weld, which has something to find (the first "good" one has not).
+    first_defect = next((i for i, w in enumerate(ids) if class_code_of(w) not in (None, 0)), 0)
     choice = st.selectbox("Weld", ids, format_func=class_label, key=f"{key}_sample",
-                          **_initial(f"{key}_sample", _index(ids, wanted)))
-    weld = services.weld_from_folder(folders[ids.index(choice)])
-    return WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+                          **_initial(f"{key}_sample", _index(ids, wanted, fallback=first_defect)))
+    folder = folders[ids.index(choice)]
+    weld = services.weld_from_folder(folder)
+    return WeldInput("weld", weld.weld_id, weld.digest, weld=weld,
+                     extra={"reread": lambda opts: services.weld_from_folder(folder, **opts)})
 
 
-def _pick_one(key: str, welds: list[Weld], source: str) -> WeldInput:
+def _pick_one(key: str, welds: list[Weld], source: str, reread: Callable[[dict], list[Weld]] | None = None
+              ) -> WeldInput:
+    i = 0
     if len(welds) > 1:
         ids = [w.weld_id for w in welds]
-        choice = st.selectbox(f"Weld in {source}", range(len(ids)), format_func=lambda i: class_label(ids[i]),
-                              key=f"{key}_zip_pick")
-        weld = welds[int(choice)]
-    else:
-        weld = welds[0]
-    return WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+        i = int(st.selectbox(f"Weld in {source}", range(len(ids)), format_func=lambda i: class_label(ids[i]),
+                             key=f"{key}_zip_pick"))
+    weld = welds[i]
+    extra = {"reread": lambda opts: reread(opts)[i]} if reread else {}
+    return WeldInput("weld", weld.weld_id, weld.digest, weld=weld, extra=extra)
 
 
 def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None:
@@ -273,13 +279,17 @@ def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None
         elif source == ZIP:
             up = st.file_uploader("Zipped weld folder(s) (.zip)", key=f"{key}_zip")
             if up is not None:
-                got = _pick_one(key, services.welds_from_zip(up.name, upload_bytes(up, ["zip"])), up.name)
+                name, data = up.name, upload_bytes(up, ["zip"])
+                got = _pick_one(key, services.welds_from_zip(name, data), name,
+                                reread=lambda opts: services.welds_from_zip(name, data, **opts))
         elif source == FILES:
             ups = st.file_uploader("Weld files (.avi, .flac/.wav, .csv, photos, truth.json)",
                                    accept_multiple_files=True, key=f"{key}_files")
             if ups:
-                weld = services.weld_from_files(uploads_bytes(ups, WELD_FILE_TYPES))
-                got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld)
+                files = uploads_bytes(ups, WELD_FILE_TYPES)
+                weld = services.weld_from_files(files)
+                got = WeldInput("weld", weld.weld_id, weld.digest, weld=weld,
+                                extra={"reread": lambda opts: services.weld_from_files(files, **opts)})
         elif source == FEATURES:
             up = st.file_uploader("Feature file (.npz, .safetensors, .pt)", key=f"{key}_features")
             if up is not None:

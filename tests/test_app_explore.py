@@ -23,15 +23,48 @@ def _title(at) -> str:
     return at.title[0].value
 
 
-def test_default_render_shows_a_sample_weld_with_demo_best(app, data):
-    first = weld_dirs(data)[0].name
-    assert _title(app) == f"Weld {first}"
+TABS = ("Attention maps", "On the raw weld", "Faithfulness", "Report & export")
+
+
+def _open_tab(at, tab: str):
+    at.session_state["explore_tab"] = tab
+    return at.run()
+
+
+def _keys(at) -> set[str]:
+    return {c.key for c in charts(at)}
+
+
+def test_default_render_shows_a_defective_sample_weld_with_demo_best(app, data):
+    from fusion_core.vocab import class_code_of
+
+    first_defect = next(p.name for p in weld_dirs(data) if class_code_of(p.name))
+    assert _title(app) == f"Weld {first_defect}"
     assert errors(app) == []
     assert app.selectbox(key="explore_ckpt").value == "demo-best.safetensors"
     assert any("Prediction" in m.value for m in app.markdown)
-    # prediction, contributions, per-token, 4 heatmaps, sensor, audio, photos, video, agreement, randomization, 2 twins
-    assert len(charts(app)) >= 12
+    assert any(e.label == "How to read this page" for e in app.expander)
     assert any("heads" in c.value and "sha256" in c.value for c in app.sidebar.caption)
+    # the first answer and the open tab only: prediction, contributions, per-token, 4 heatmaps
+    assert _keys(app) == {"explore_pred", "explore_bars", "explore_token_bars", "explore_hm_video",
+                          "explore_hm_audio", "explore_hm_image", "explore_hm_sensor"}
+
+
+def test_tabs_are_lazy_and_the_randomized_model_runs_only_for_faithfulness(app, monkeypatch):
+    from app import services
+
+    randomized = count_calls(monkeypatch, services, "randomized_checkpoint")
+    _open_tab(app, "On the raw weld")
+    assert problems(app) == []
+    assert {"explore_sensor", "explore_audio", "explore_video"} <= _keys(app)
+    assert not any(k.startswith("explore_hm_") for k in _keys(app))
+    assert randomized == []
+    _open_tab(app, "Faithfulness")
+    assert problems(app) == [] and len(randomized) == 1
+    assert {"explore_agreement", "explore_random", "explore_twin"} <= _keys(app)
+    _open_tab(app, "Report & export")
+    assert problems(app) == []
+    assert not any(k.startswith(("explore_hm_", "explore_sensor")) for k in _keys(app))
 
 
 def test_display_selectors_never_rerun_the_model(app, monkeypatch):
@@ -44,16 +77,19 @@ def test_display_selectors_never_rerun_the_model(app, monkeypatch):
     after_head = [c.proto.spec for c in charts(app)]
     assert after_head != specs
     for key, value in (("explore_method", "value_norms"), ("explore_method", "relevance"), ("explore_token", 0),
-                       ("explore_colorscale", "Cividis"), ("explore_random_modality", "audio"),
-                       ("explore_fig_pick", "contributions"), ("explore_method", "attention")):
+                       ("explore_colorscale", "Cividis"), ("explore_method", "attention")):
         app.selectbox(key=key).set_value(value).run()
         assert problems(app) == [], key
     for key in ("explore_shared", "explore_full", "explore_relevance_share", "explore_robust"):
         app.toggle(key=key).set_value(not app.toggle(key=key).value).run()
         assert problems(app) == [], key
+    _open_tab(app, "On the raw weld")
     app.radio(key="explore_audio_view").set_value("spectrogram").run()
     zoom = [s for s in app.slider if s.key.startswith("explore_zoom_")][0]
     zoom.set_value((1.0, 3.0)).run()
+    assert problems(app) == []
+    _open_tab(app, "Faithfulness")
+    app.selectbox(key="explore_random_modality").set_value("audio").run()
     assert problems(app) == []
     assert runs == []
     # the count would see a model run: with the explanations' cache emptied, the same page runs it
@@ -138,7 +174,9 @@ def test_upload_single_weld_files(app, data):
     app.run()
     assert problems(app) == [] and errors(app) == []
     assert _title(app) == f"Weld {folder.name}"
-    assert len(charts(app)) >= 10
+    assert len(charts(app)) >= 7
+    _open_tab(app, "On the raw weld")
+    assert {"explore_sensor", "explore_audio", "explore_video"} <= _keys(app)
 
 
 def test_upload_a_feature_file_and_a_mismatched_one(app, data):
@@ -156,7 +194,9 @@ def test_upload_a_feature_file_and_a_mismatched_one(app, data):
     app.file_uploader(key="explore_features").upload("two_welds.npz", feats).run()
     assert problems(app) == [] and errors(app) == []
     assert _title(app) == f"Weld {fb.ids[0]}"
+    _open_tab(app, "On the raw weld")
     assert any("feature file" in c.value for c in app.caption)          # no raw weld behind features
+    _open_tab(app, "Attention maps")
     app.selectbox(key="explore_feature_row").set_value(1).run()
     assert _title(app) == f"Weld {fb.ids[1]}"
     good_title = _title(app)
@@ -272,4 +312,6 @@ def test_a_mean_pool_checkpoint_with_a_feature_file_shows_contributions_only(app
     app.file_uploader(key="explore_features").upload("pooled.npz", feats).run()
     assert problems(app) == [] and errors(app) == []
     assert any("no attention" in i.value for i in app.info)
-    assert len(charts(app)) >= 3                      # contributions, agreement, randomization
+    assert len(charts(app)) >= 1                      # contributions
+    _open_tab(app, "Faithfulness")
+    assert problems(app) == [] and {"explore_agreement", "explore_random"} <= _keys(app)

@@ -11,17 +11,34 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from fusion_core.explain.methods import METHODS
 from fusion_core.vocab import MODALITIES
 
 from .common import MODALITY_COLORS, empty_figure, f32, layout, method_label, wrap_label
 
 
+def target_unit(target: str, class_names: Sequence[str] | None = None) -> str:
+    """The unit of a target-valued contribution (Shapley, leave-one-out), from the target's
+    name as the engine reports it ("logit[predicted class]", "logit[porosity]", "anomaly", "cosine")."""
+    if target.startswith("logit["):
+        return f"Δ logit of {target[6:-1]}"
+    return {"anomaly": "Δ distance to the good welds", "cosine": "Δ cosine similarity"}.get(target, f"Δ {target}")
+
+
+def axis_unit(method: str, target_unit_text: str | None) -> str:
+    """x-axis title of a method's panel: the target's unit, or "share" for shares."""
+    if method in METHODS and METHODS[method].unit == "share":
+        return "share (sums to 1)"
+    return target_unit_text or "target units"
+
+
 def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence[bool] | np.ndarray, *,
                       methods: Sequence[str] = ("shapley", "leave_one_out", "attention"),
                       baseline: str | None = None, title: str | None = None,
-                      efficiency_gap: float | None = None) -> go.Figure:
-    """One panel per method (own value axis: Shapley is in target units, shares are fractions),
-    a horizontal bar per modality; absent modalities hatched and labelled."""
+                      efficiency_gap: float | None = None, unit: str | None = None) -> go.Figure:
+    """One panel per method (own value axis: Shapley is in target units — `unit`, e.g. "Δ logit
+    of porosity" — shares are fractions), a horizontal bar per modality; absent modalities
+    hatched and labelled."""
     methods = [m for m in methods if m in contributions]
     if not methods:
         return empty_figure("no contributions for this model")
@@ -44,7 +61,8 @@ def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence
         lo, hi = float(min(0.0, v.min())), float(max(0.0, v.max()))
         pad = 0.35 * (hi - lo or 1.0)
         fig.update_xaxes(range=[lo - (pad if lo < 0 else 0), hi + pad], zeroline=True, zerolinecolor="#888",
-                         nticks=4, row=1, col=i)
+                         nticks=4, row=1, col=i, title=dict(text=wrap_label(axis_unit(method, unit), 22),
+                                                             font=dict(size=11)))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(MODALITIES))
     sub = [title] if title else []
     if baseline:
@@ -52,8 +70,8 @@ def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence
     if efficiency_gap is not None:
         sub.append(f"Shapley efficiency gap {efficiency_gap:.1e}")
     fig.update_annotations(font=dict(size=12))
-    return layout(fig, None, 270, margin=dict(l=60, r=20, t=56, b=60)).add_annotation(
-        text="<br>".join(sub), xref="paper", yref="paper", x=0.0, y=-0.2, xanchor="left", yanchor="top",
+    return layout(fig, None, 300, margin=dict(l=60, r=20, t=56, b=90)).add_annotation(
+        text="<br>".join(sub), xref="paper", yref="paper", x=0.0, y=-0.36, xanchor="left", yanchor="top",
         showarrow=False, font=dict(size=11, color="#666"))
 
 

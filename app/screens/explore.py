@@ -24,6 +24,8 @@ from fusion_core.vocab import MODALITIES
 
 from app import figures as figs
 from app import services, state, widgets
+from app.screens import explore_encoders as encoders
+from app.figures.contributions import target_unit
 from app.screens.explore_common import B, CELL, K, MapView
 from app.screens.explore_export import export
 from app.screens.explore_raw import cell_pictures, cell_signal, raw_weld
@@ -67,6 +69,10 @@ def explore_page() -> None:
     drawn: dict = {}
     with header:
         weld_header(exp, ck, wi.weld, drawn)
+        note = encoders.cost_note(ck, wi, baseline, target)
+        if note:
+            st.caption(note)
+        how_to_read(exp)
     with contrib:
         contributions(exp, bc[1], drawn)
     views(ck, wi, exp, baseline, target, drawn)
@@ -94,8 +100,12 @@ def explanation(header, ck, wi, baseline: str, target: str) -> tuple | None:
     exp = None
     if ck is not None and wi is not None:
         try:
-            with st.spinner("Explaining…"):
-                exp = services.explain_input(ck, wi, baseline, target)
+            wi = services.weld_for(ck, wi)
+            with header:
+                if not encoders.ready(ck, wi, baseline, target):
+                    return None
+                with st.spinner("Explaining…"):
+                    exp = encoders.explain(ck, wi, baseline, target)
             st.session_state[f"{K}_good"] = (ck, wi, baseline, target)
         except InputError as e:
             with header:
@@ -146,6 +156,29 @@ def weld_header(exp: Explanation, ck: LoadedCheckpoint, weld: Weld | None, drawn
             st.plotly_chart(drawn["prediction"], key=f"{K}_pred", **figs.CHART)
 
 
+def how_to_read(exp: Explanation) -> None:
+    unit = target_unit(exp.target)
+    with st.expander("How to read this page", icon=":material/help:"):
+        st.markdown(f"""
+- **Prediction**: the checkpoint's class probabilities for this weld; the truth comes from the part number
+  (its class code) or the weld's `truth.json`.
+- **Modality contributions**: how much each of video, photos, audio and sensor moves the explained target,
+  here *{exp.target}*. **Exact Shapley** and **leave-one-out** are in the target's units ({unit}); they are
+  measured by running the fusion with modalities made absent (the baseline chosen above). The
+  **attention-only share** is what raw attention suggests (share of the attention output norm, sums to 1):
+  compare it with Shapley before trusting a heatmap. The *efficiency gap* under the bars is how far the
+  Shapley values miss summing to v(all) − v(none): it should be ~0.
+- **Attention maps**: one row per learnable fusion token, one column per position of the modality's feature
+  sequence (a video tubelet, a photo patch, an audio patch, a sensor step), per head or the mean of heads.
+  *‖α·v‖* weighs each attention weight by the size of what it carries. Click a cell to see that moment or
+  region of the weld.
+- **On the raw weld**: the chosen map laid over the signals, frames and photos (a coloured band under the
+  traces, a tint on each patch); planted or labelled defect windows are shaded.
+- **Faithfulness**: whether the methods agree, and whether the explanation changes when the model's weights
+  are randomized. An explanation that stays the same explains nothing about this model.
+""")
+
+
 def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
     """Bars per contribution method (relevance share on request) and Shapley per fusion token."""
     methods = [m for m in exp.contributions if m != "relevance"]
@@ -154,7 +187,8 @@ def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
     c = st.columns([3, 2])
     drawn["contributions"] = figs.contribution_bars({k: v[B] for k, v in exp.contributions.items()},
                                                     exp.present[B], methods=methods, baseline=exp.baseline,
-                                                    efficiency_gap=float(exp.efficiency_gap[B]))
+                                                    efficiency_gap=float(exp.efficiency_gap[B]),
+                                                    unit=target_unit(exp.target))
     c[0].plotly_chart(drawn["contributions"], key=f"{K}_bars", **figs.CHART)
     if exp.token_shapley.shape[1]:
         drawn["token_contributions"] = figs.token_contribution_figure(exp.token_shapley[B], exp.present[B])
@@ -163,31 +197,74 @@ def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
 
 # --------------------------------------------------------------------------- display-driven views
 
+TABS = ("Attention maps", "On the raw weld", "Faithfulness", "Report & export")
+
+
 @st.fragment
 def views(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, target: str, drawn: dict) -> None:
-    """Attention maps, the clicked cell, the raw weld, faithfulness and export (`drawn`: the
-    figures above, for the export)."""
-    drawn = dict(drawn)
+    """The display controls, then one tab at a time: attention maps with the clicked cell, the
+    raw weld, faithfulness, report and export (`drawn`: the figures above, for the report).
+
+    Tabs run lazily (`on_change="rerun"`): only the open one is computed and sent, so a
+    display change redraws one tab's charts, and the randomized-weights explanation runs only
+    when Faithfulness is opened (then it is cached)."""
     view = MapView()
     if exp.has_attention:
-        st.subheader("Attention maps: fusion token × position")
+        st.subheader("Attention: fusion token × position")
         view = map_controls(exp, widgets.heads_assumed(ck))
-        cell = heatmaps(exp, view, drawn)
-        if cell:
-            cell_detail(exp, wi.weld, cell, view.assumed)
-        else:
-            st.caption("Click a heatmap cell to see that moment or region of the weld here.")
     else:
         st.info("This checkpoint has no attention (mean-pool fusion): only the contributions above apply.")
+    state.from_url(f"{K}_tab", "view", TABS)
+    tabs = st.tabs(list(TABS), key=f"{K}_tab", on_change="rerun")
+    with tabs[0]:
+        if tabs[0].open:
+            maps_tab(exp, wi, view)
+    with tabs[1]:
+        if tabs[1].open:
+            raw_tab(exp, wi, view, {})
+    with tabs[2]:
+        if tabs[2].open:
+            faithfulness(ck, wi, exp, (baseline, target), view, {})
+    with tabs[3]:
+        if tabs[3].open:
+            export(exp, ck, wi.weld, lambda: report_figures(ck, wi, exp, (baseline, target), view, drawn))
+    state.remember(K)               # a display change reruns this fragment alone: keep it and link it
+    state.write_url(K)
+
+
+def maps_tab(exp: Explanation, wi: WeldInput, view: MapView) -> None:
+    if not exp.has_attention:
+        return
+    cell = heatmaps(exp, view, {})
+    if cell:
+        cell_detail(exp, wi.weld, cell, view.assumed)
+    else:
+        st.caption("Click a heatmap cell to see that moment or region of the weld here.")
+
+
+def raw_tab(exp: Explanation, wi: WeldInput, view: MapView, drawn: dict) -> None:
     if wi.weld is not None:
         raw_weld(exp, wi, view, drawn)
     else:
         st.caption("A feature file carries no raw weld: the raw-weld views need a weld folder, a zip or the "
                    "weld's files.")
-    faithfulness(ck, wi, exp, (baseline, target), view, drawn)
-    export(exp, ck, wi.weld, drawn)
-    state.remember(K)               # a display change reruns this fragment alone: keep it and link it
-    state.write_url(K)
+
+
+def raw_weld_figures(exp: Explanation, wi: WeldInput, view: MapView) -> dict:  # replaced at integration
+    return {}
+
+
+def report_figures(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tuple[str, str], view: MapView,
+                   drawn: dict) -> dict:
+    """Every figure of the page for this weld and these display choices (for the report),
+    built without drawing: those above, the heatmaps, the raw weld and faithfulness."""
+    out = dict(drawn)
+    for m in view.maps:
+        out[f"heatmap_{m}"] = heatmap_figure(exp, view, m, None)
+    if wi.weld is not None:
+        out.update(raw_weld_figures(exp, wi, view))
+    out.update(faithfulness_figures(ck, wi, exp, how, view))
+    return out
 
 
 def map_controls(exp: Explanation, assumed: bool = False) -> MapView:
@@ -241,10 +318,6 @@ def take_clicks() -> None:
 def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
     """One clickable heatmap per modality; returns the selected cell (None: none, or stale)."""
     maps = view.maps
-    if view.shared:
-        ranges = {m: shared_range(maps, view.robust) for m in maps}
-    else:
-        ranges = {m: shared_range([z], view.robust) for m, z in maps.items()}
     take_clicks()
     cell = st.session_state.get(CELL)
     T = next(iter(exp.attention.values())).shape[2]
@@ -257,14 +330,20 @@ def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
             if m not in maps:
                 st.info(f"**{m}**: absent in this weld — no attention to show.")
                 continue
-            fig = figs.attention_heatmap(
-                maps[m], positions_of(exp, m, B), title=map_title(m, view), zmin=ranges[m][0], zmax=ranges[m][1],
-                colorscale=view.cscale, value_label=view.value_label,
-                max_cols=None if view.full_res else figs.HEATMAP_MAX_COLS,
-                selected=(cell["token"], cell["s0"]) if cell and cell["modality"] == m else None)
-            drawn[f"heatmap_{m}"] = fig
+            drawn[f"heatmap_{m}"] = fig = heatmap_figure(exp, view, m, cell)
             st.plotly_chart(fig, key=f"{K}_hm_{m}", on_select="rerun", selection_mode="points", **figs.CHART)
     return cell
+
+
+def heatmap_figure(exp: Explanation, view: MapView, m: str, cell: dict | None):
+    """Modality m's token × position map on the view's colour range (`cell`: outline it)."""
+    maps = view.maps
+    lo, hi = shared_range(maps if view.shared else [maps[m]], view.robust)
+    return figs.attention_heatmap(
+        maps[m], positions_of(exp, m, B), title=map_title(m, view), zmin=lo, zmax=hi,
+        colorscale=view.cscale, value_label=view.value_label,
+        max_cols=None if view.full_res else figs.HEATMAP_MAX_COLS,
+        selected=(cell["token"], cell["s0"]) if cell and cell["modality"] == m else None)
 
 
 def map_title(m: str, view: MapView) -> str:
@@ -302,15 +381,15 @@ def faithfulness(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tup
                  drawn: dict) -> None:
     """Method agreement, and the same explanation (`how` = baseline, target) of a model
     with randomized weights beside the real one."""
-    st.subheader("Faithfulness")
     st.caption("Do the methods rank the modalities alike, and do the explanations depend on the weights? "
                "Randomizing the weights (Adebayo et al. 2018) should change a faithful explanation; "
-               "a map that stays the same explains nothing about this model.")
+               "a map that stays the same explains nothing about this model. Both maps below share one "
+               "colour scale.")
     fc = st.columns([2, 3])
     drawn["method_agreement"] = figs.agreement_figure(method_agreement(exp, B))
     fc[0].plotly_chart(drawn["method_agreement"], key=f"{K}_agreement", **figs.CHART)
     try:
-        with st.spinner("Explaining with randomized weights…"):
+        with st.spinner("Explaining this weld again with randomized weights…"):
             exp_r = services.explain_input(services.randomized_checkpoint(ck), wi, *how)
     except InputError as e:
         fc[1].error(str(e))
@@ -321,11 +400,27 @@ def faithfulness(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tup
     if view.maps:
         pick = st.columns(3)[0].selectbox("Map beside its randomized-weights twin", list(view.maps),
                                           key=f"{K}_random_modality")
-        rand = exp_r.token_map(B, pick, view.head, view.kind)
-        drawn["randomized_twin"] = figs.twin_heatmaps(view.maps[pick], rand, positions_of(exp, pick, B),
-                                                      colorscale=view.cscale, value_label=view.value_label,
-                                                      titles=(f"{pick}: real weights", f"{pick}: randomized weights"),
-                                                      robust=view.robust)
+        drawn["randomized_twin"] = twin_figure(exp, exp_r, view, pick)
         st.plotly_chart(drawn["randomized_twin"], key=f"{K}_twin", **figs.CHART)
 
 
+def twin_figure(exp: Explanation, exp_r: Explanation, view: MapView, m: str):
+    rand = exp_r.token_map(B, m, view.head, view.kind)
+    return figs.twin_heatmaps(view.maps[m], rand, positions_of(exp, m, B), colorscale=view.cscale,
+                              value_label=view.value_label, robust=view.robust,
+                              titles=(f"{m}: real weights", f"{m}: randomized weights"))
+
+
+def faithfulness_figures(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tuple[str, str],
+                         view: MapView) -> dict:
+    """The Faithfulness tab's figures, without drawing (every modality's twin)."""
+    out = {"method_agreement": figs.agreement_figure(method_agreement(exp, B))}
+    try:
+        exp_r = services.explain_input(services.randomized_checkpoint(ck), wi, *how)
+    except InputError:
+        return out
+    rt = randomization_test(exp, exp_r, B)
+    out["randomization"] = figs.randomization_figure(rt.similarity, rt.contributions)
+    for m in view.maps:
+        out[f"randomized_twin_{m}"] = twin_figure(exp, exp_r, view, m)
+    return out
