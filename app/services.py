@@ -15,10 +15,13 @@ data folder, the repository's sample_data and the working directory).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_ENV = "WELD_DASHBOARD_DATA"
 ROOTS_ENV = "WELD_DASHBOARD_DATA_ROOTS"
 UPLOAD_LIMIT_ENV = "WELD_DASHBOARD_MAX_UPLOAD_MB"
+BACKBONE_ENV = "WELD_DASHBOARD_BACKBONE_DIR"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 FEATURE_SUFFIXES = (".npz", ".safetensors", ".pt", ".pth")
 CHUNK = 8
@@ -187,9 +191,21 @@ def check_upload(name: str, data: bytes, suffixes: tuple[str, ...], what: str) -
 
 # --------------------------------------------------------------------------- checkpoints
 
+def backbone_dir() -> Path | None:
+    """Where upstream's encoders take their backbones' config.json from: $WELD_DASHBOARD_BACKBONE_DIR,
+    else the data folder's `backbones/` when there is one, else None (the published
+    configurations, matched on the checkpoint's tensor shapes)."""
+    env = os.environ.get(BACKBONE_ENV)
+    if env and env.strip():
+        return Path(env).expanduser().resolve()
+    here = data_dir() / "backbones"
+    return here if here.is_dir() else None
+
+
 def _load_checkpoint(sha: str, heads: int | None, path: str, name: str) -> LoadedCheckpoint:
+    bdir = backbone_dir()
     try:
-        ck = load_checkpoint(path, heads=heads)
+        ck = load_checkpoint(path, heads=heads, backbone_dir=str(bdir) if bdir else None)
     except InputError as e:
         raise InputError(name, e.problem) from None
     ck.cache_key = f"{sha}:{ck.info.heads}"
@@ -197,7 +213,22 @@ def _load_checkpoint(sha: str, heads: int | None, path: str, name: str) -> Loade
 
 
 def _checkpoint(sha: str, heads: int | None, path: str, name: str) -> LoadedCheckpoint:
-    return caches.MODELS.get(("checkpoint", sha, heads), lambda: _load_checkpoint(sha, heads, path, name))
+    return caches.MODELS.get(("checkpoint", sha, heads, str(backbone_dir())),
+                             lambda: _load_checkpoint(sha, heads, path, name))
+
+
+def _kept_upload(data: bytes, sha: str, suffix: str) -> Path:
+    """An uploaded checkpoint kept on disk for this server's life: upstream's encoders read
+    their weights from the file when they first run, after the upload's own file is gone."""
+    d = Path(tempfile.gettempdir()) / f"weld-dashboard-{os.getpid()}" / "checkpoints"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"{sha}{suffix}"
+    if not p.exists():
+        tmp = p.with_suffix(".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+        atexit.register(shutil.rmtree, d.parent, True)
+    return p
 
 
 def _named(ck: LoadedCheckpoint, name: str) -> LoadedCheckpoint:
@@ -245,8 +276,11 @@ def checkpoint_from_upload(name: str, data: bytes, heads: int | None = None) -> 
 
     def load() -> LoadedCheckpoint:
         with caches.upload_file(data, "upload" + suffix, upload_limit_bytes()) as p:
-            return _load_checkpoint(sha, heads, str(p), name)
-    return _named(caches.MODELS.get(("checkpoint", sha, heads), load), name)
+            ck = _load_checkpoint(sha, heads, str(p), name)
+        if ck.upstream_encoders is not None and ck.encoders is None:
+            ck = _load_checkpoint(sha, heads, str(_kept_upload(data, sha, suffix)), name)
+        return ck
+    return _named(caches.MODELS.get(("checkpoint", sha, heads, str(backbone_dir())), load), name)
 
 
 def ckpt_key(ck: LoadedCheckpoint) -> str:
