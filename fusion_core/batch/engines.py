@@ -17,10 +17,17 @@ Numbers do not depend on how welds are grouped: the model always runs on exactly
 `MODEL_BATCH` rows (a partial batch is padded with copies of its last weld), so the
 matrix kernels, and hence every rounding step, are the same for a weld wherever it lands.
 
+Checkpoints with upstream's own encoders (V-JEPA 2, DINO, AST, sensor Transformer) run too:
+their welds are encoded here, weld by weld, feature cache first, and checkpoints with the
+same encoder weights share one encoding (`upstream`'s docstring). They run on the local
+engine (with `--engine ray` too, said on stderr), with one decoding worker unless
+`--workers` says otherwise (a weld decoded at full resolution is large, and encoding, not
+decoding, is what takes time), and the encoders get all CPUs (`threads`).
+
 The parts: `plan` finds the welds and prepares each one (the decoding workers' side);
 `store` is the output (files, columns, chunks, `read_results`, `read_maps`: its docstring
-describes the format); this module runs the model side, the two engines, the progress
-line and the `batch` subcommand.
+describes the format); `upstream` encodes welds with upstream's encoders; this module runs
+the model side, the two engines, the progress lines and the `batch` subcommand.
 """
 
 from __future__ import annotations
@@ -46,17 +53,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, printable
 from ..explain.engine import Explanation, explain
 from ..explain.summaries import summary_row
 from ..explain.welds import explain_welds
 from ..io.containers import iter_welds
 from ..io.features import FeatureBatch
+from ..io.weld import Weld
 from ..models.checkpoint import LoadedCheckpoint, load_checkpoint
 from ..vocab import MODALITIES
 from .plan import (PrepState, WeldSource, error_prep, init_worker, internal_error, list_weld_sources, prepare_source,
                    ray_prepare, source_meta, worker_prepare)
 from .store import DEFAULT_CHUNK_ROWS, ChunkWriter, Pair, ResultStore, id_row, table_schema, weld_maps
+from .upstream import RAY_FALLBACK, EncodedWeld, UpstreamStep, stack, upstream_config
 
 MODEL_BATCH = 16            # rows per model run, always (padded): see the module docstring
 PREP_MEMORY = 512 * 1024 ** 2   # what Ray reserves per decoding task
@@ -74,41 +83,92 @@ class BatchCheckpoint:
 
     path: str
     loaded: LoadedCheckpoint
-    config_key: str                    # which encoder config its welds are preprocessed with
+    # Which welds' preparation it shares: sha256 of `prep_config`, the built-in encoders'
+    # config, or for upstream's encoders their weights digests + preprocessing version +
+    # read options (`upstream.upstream_config`): same backbone weights, same key.
+    config_key: str
     name: str = ""
     sha256: str = ""
     epoch: int | None = None
     tokens: int = 0
     class_labels: list[str] = field(default_factory=list)
     class_codes: list[int] | None = None
+    prep_config: dict = field(default_factory=dict)   # what the decoding workers get (PrepState.configs)
+
+    @property
+    def upstream(self) -> bool:
+        return self.loaded.encoders is None and self.loaded.upstream_encoders is not None
 
     @classmethod
-    def load(cls, path: str, heads: int | None = None, display_name: str | None = None) -> BatchCheckpoint:
-        ck = load_checkpoint(path, heads=heads)
-        if ck.encoders is None and ck.upstream_encoders is not None:
-            raise InputError(path, "batch runs use built-in encoders; upstream's backbones run one weld at a "
-                                   "time for now: use `fusion-core explain --samples` on these welds")
-        if ck.encoders is None:
-            raise InputError(path, "this checkpoint has no built-in encoders (its backbones are not shipped), "
-                                   "so it cannot read weld files")
-        cfg = ck.encoders.config.to_dict()
-        key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+    def load(cls, path: str, heads: int | None = None, display_name: str | None = None, *,
+             config: str | None = None, backbone_dir: str | None = None, device: str | None = None) -> BatchCheckpoint:
+        """`config`, `backbone_dir`, `device` as `load_checkpoint` takes them (the last two for
+        upstream's encoders)."""
+        ck = load_checkpoint(path, heads=heads, config=config, backbone_dir=backbone_dir, device=device)
+        if ck.encoders is not None:
+            prep = ck.encoders.config.to_dict()
+        elif ck.upstream_encoders is not None:
+            prep = upstream_config(ck.upstream_encoders)
+        else:
+            raise InputError(path, "this checkpoint has no built-in encoders and no upstream encoder weights "
+                                   "(its backbones are not shipped), so it cannot read weld files")
+        key = hashlib.sha256(json.dumps(prep, sort_keys=True).encode()).hexdigest()[:16]
         labels = []
         if ck.classifier is not None:
             n = ck.classifier.out_features
             labels = list(ck.class_names) if ck.class_names else [str(i) for i in range(n)]
         return cls(path=str(path), loaded=ck, config_key=key, name=display_name or Path(path).name,
                    sha256=ck.info.sha256, epoch=ck.info.epoch, tokens=int(ck.info.dims.get("tokens", 0) or 0),
-                   class_labels=labels, class_codes=list(ck.class_codes) if ck.class_codes else None)
+                   class_labels=labels, class_codes=list(ck.class_codes) if ck.class_codes else None,
+                   prep_config=prep)
+
+
+def upstream_step(checkpoints: Sequence[BatchCheckpoint]) -> UpstreamStep:
+    """One set of upstream encoders per config key (the first checkpoint's), with the names it serves."""
+    groups: dict[str, tuple] = {}
+    for ck in checkpoints:
+        if ck.upstream:
+            groups.setdefault(ck.config_key, (ck.loaded.upstream_encoders, []))[1].append(ck.name)
+    return UpstreamStep(groups)
 
 
 class Explainer:
     """The model side of both engines: prepared welds → (row, maps) per checkpoint."""
 
-    def __init__(self, checkpoints: Sequence[BatchCheckpoint], settings: dict):
+    def __init__(self, checkpoints: Sequence[BatchCheckpoint], settings: dict, encode_threads: int = 1):
         self.checkpoints = list(checkpoints)
         self.by_sha = {ck.sha256: ck for ck in self.checkpoints}
         self.settings = settings
+        self.upstream = upstream_step(self.checkpoints)
+        self.encode_threads = encode_threads      # torch threads of upstream's encoders
+
+    def encode(self, prep: dict, label: str, note: Callable[[str], None]) -> list[Pair]:
+        """Encode a prepared weld's upstream items in place (`Weld` → `EncodedWeld`, cache first).
+
+        A weld these encoders cannot take becomes error rows for the checkpoints of that config
+        key (returned; they leave `needs`); a checkpoint whose encoders cannot be built raises."""
+        errors: list[Pair] = []
+        for key, item in list(prep["items"].items()):
+            if not isinstance(item, Weld):
+                continue
+            hits, missing = self.upstream.missing(key, item)
+            with _torch_threads(self.encode_threads):
+                if missing:
+                    self.upstream.load(key, note)     # outside the weld's try: the checkpoint's problem
+                try:
+                    prep["items"][key] = self.upstream.encode(key, item, hits, label, note)
+                    continue
+                except InputError as e:
+                    err = f"{prep['meta']['source']}: {e.problem}"
+                except MemoryError:
+                    err = "out of memory while encoding this weld"
+                except Exception as e:  # a weld that trips a bug must not stop a long run
+                    err = internal_error(e)
+            shas = [sha for sha in prep["needs"] if self.by_sha[sha].config_key == key]
+            errors += [self._error_row(prep["meta"], self.by_sha[sha], err) for sha in shas]
+            prep["needs"] = [sha for sha in prep["needs"] if sha not in shas]
+            del prep["items"][key]
+        return errors
 
     def error_rows(self, prep: dict) -> list[Pair]:
         return [self._error_row(prep["meta"], self.by_sha[sha], prep["error"]) for sha in prep["needs"]]
@@ -121,10 +181,13 @@ class Explainer:
     def _explain(self, ck: BatchCheckpoint, items: list[dict]) -> Explanation:
         n = len(items)
         padded = list(items) + [items[-1]] * (MODEL_BATCH - n)
-        with torch.no_grad():
-            enc = ck.loaded.encoders.encode(padded, batch_size=MODEL_BATCH)
-        fb = FeatureBatch(features=dict(enc.features), masks=dict(enc.masks), positions=dict(enc.positions),
-                          ids=list(enc.ids), source=ck.name)
+        if isinstance(items[0], EncodedWeld):
+            fb = stack(padded, source=ck.name)        # upstream's encoders ran in `encode`
+        else:
+            with torch.no_grad():
+                enc = ck.loaded.encoders.encode(padded, batch_size=MODEL_BATCH)
+            fb = FeatureBatch(features=dict(enc.features), masks=dict(enc.masks), positions=dict(enc.positions),
+                              ids=list(enc.ids), source=ck.name)
         return explain(ck.loaded, fb, baseline=self.settings["baseline"], target=self.settings["target"])
 
     def _row(self, exp: Explanation, b: int, meta: dict, ck: BatchCheckpoint) -> dict:
@@ -161,13 +224,15 @@ class Explainer:
 
 @dataclass
 class Progress:
-    """Counts of a run; `line()` is what the CLI prints."""
+    """Counts of a run; `line()` is what the CLI prints. `notes`: lines to show once each, in
+    order (upstream's encoders: what runs where, each encoder's seconds per weld)."""
 
     total: int
     done: int = 0            # welds finished in this run (rows written or queued)
     skipped: int = 0         # welds already in the results
     errors: int = 0          # welds that failed
     started: float = field(default_factory=time.perf_counter)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
@@ -203,18 +268,33 @@ def _duration(s: float) -> str:
 
 
 class StderrProgress:
-    """Progress on stderr: rewritten in place on a terminal, a line every 10 s otherwise."""
+    """Progress on stderr: rewritten in place on a terminal, a line every 10 s otherwise; each
+    of the run's notes on a line of its own as it comes."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last = 0.0
         self.count = 0
+        self.run: Progress | None = None
+        self.shown = 0           # notes of `run` printed so far
+
+    def _notes(self, p: Progress) -> bool:
+        if p is not self.run:
+            self.run, self.shown = p, 0
+        fresh = p.notes[self.shown:]
+        self.shown = len(p.notes)
+        for text in fresh:
+            self.stream.write(("\r\x1b[K" if self.tty else "") + text + "\n")
+        return bool(fresh)
 
     def __call__(self, p: Progress, final: bool = False) -> None:
         now = time.perf_counter()
         every = 0.5 if self.tty else 10.0
-        if not final and self.count and now - self.last < every:
+        noted = self._notes(p)
+        if not final and self.count and now - self.last < every and not (noted and self.tty):
+            if noted:
+                self.stream.flush()
             return
         self.last, self.count = now, self.count + 1
         if self.tty:
@@ -248,7 +328,9 @@ def _default_workers() -> int:
 
 
 def _check_settings(engine: str, ray_address: str | None, baseline: str, target: str, chunk_rows: int,
-                    checkpoints: Sequence) -> None:
+                    checkpoints: Sequence, device: str | None = None) -> None:
+    if device is not None and device not in ("auto", "cpu", "cuda"):
+        raise InputError("--device", f"{device!r} is not a device here; choose auto, cpu or cuda")
     if engine not in ("local", "ray"):
         raise InputError("--engine", f"unknown engine {engine!r}; choose local or ray")
     if ray_address and engine != "ray":
@@ -275,10 +357,10 @@ def _workers(workers: int | None, engine: str, ray_address: str | None) -> int:
     return workers
 
 
-def _load_checkpoints(paths: Sequence[str | os.PathLike], heads: int | None) -> list[BatchCheckpoint]:
+def _load_checkpoints(paths: Sequence[str | os.PathLike], heads: int | None, **options) -> list[BatchCheckpoint]:
     cks: list[BatchCheckpoint] = []
     for path in paths:
-        ck = BatchCheckpoint.load(str(path), heads=heads)
+        ck = BatchCheckpoint.load(str(path), heads=heads, **options)
         if ck.sha256 not in {c.sha256 for c in cks}:   # the same file twice: once is enough
             cks.append(ck)
     return cks
@@ -298,32 +380,42 @@ def run_batch(checkpoints: Sequence[str | os.PathLike], samples: str | os.PathLi
               engine: str = "local", workers: int | None = None, ray_address: str | None = None,
               baseline: str = "drop-attention", target: str = "auto", heads: int | None = None,
               chunk_rows: int = DEFAULT_CHUNK_ROWS, maps: bool = True, threads: int | None = None,
-              progress: Report | None = None) -> BatchSummary:
+              progress: Report | None = None, config: str | os.PathLike | None = None,
+              backbone_dir: str | os.PathLike | None = None, device: str | None = None) -> BatchSummary:
     """Explain every weld under `samples` with every checkpoint into `out` (Parquet), resuming.
 
     `workers`: decoding processes (local; 0 = decode in this process) or CPUs of a locally
     started Ray. `threads`: torch threads of the model side (default 1; numbers do not depend
-    on it). `progress(p, final)` is called as welds finish. Raises InputError for bad
-    arguments or inputs; a bad weld becomes a row with `error` set.
+    on it; upstream's encoders get all CPUs by default). `progress(p, final)` is called as welds
+    finish and as `p.notes` grow. `config` (head count), `backbone_dir` and `device` (upstream's
+    encoders) as `load_checkpoint` takes them. Raises InputError for bad arguments or inputs
+    (a checkpoint whose encoders cannot be built, too); a bad weld becomes a row with `error` set.
     """
-    _check_settings(engine, ray_address, baseline, target, chunk_rows, checkpoints)
+    _check_settings(engine, ray_address, baseline, target, chunk_rows, checkpoints, device)
+    given = workers
     workers = _workers(workers, engine, ray_address)
-    cks = _load_checkpoints(checkpoints, heads)
+    cks = _load_checkpoints(checkpoints, heads, config=_opt_str(config), backbone_dir=_opt_str(backbone_dir),
+                            device=device)
     sources = list_weld_sources(samples)
     settings = {"baseline": baseline, "target": target, "maps": maps}
     store = ResultStore(out)
     store.open(settings)
     schema = table_schema([label for c in cks for label in c.class_labels], max(c.tokens for c in cks))
-    state = PrepState(configs={c.config_key: c.loaded.encoders.config.to_dict() for c in cks},
+    state = PrepState(configs={c.config_key: c.prep_config for c in cks},
                       checkpoints=[(c.sha256, c.config_key) for c in cks], done=store.done_keys())
     prog = Progress(total=len(sources))
     writer = ChunkWriter(store, schema, chunk_rows)
     report = progress or (lambda p, final=False: None)
+    explainer = Explainer(cks, settings, encode_threads=threads or _default_workers())
+    if explainer.upstream:
+        engine, workers = _upstream_engine(engine, workers, given, prog)
+        prog.notes += explainer.upstream.start_notes()
+        report(prog, False)
     # One intra-op thread by default: the decoders already fill the CPUs, and on a busy
     # machine torch's spinning threads can make a small model run many times slower.
     with _torch_threads(threads or 1):
         if engine == "local":
-            _run_local(sources, state, Explainer(cks, settings), writer, prog, report, workers)
+            _run_local(sources, state, explainer, writer, prog, report, workers)
         else:
             _run_ray(sources, state, cks, settings, writer, prog, report, workers, ray_address)
         writer.close()
@@ -334,17 +426,42 @@ def run_batch(checkpoints: Sequence[str | os.PathLike], samples: str | os.PathLi
                         engine=engine)
 
 
+def _opt_str(p: str | os.PathLike | None) -> str | None:
+    return None if p is None else os.fspath(p)
+
+
+def _upstream_engine(engine: str, workers: int, given: int | None, prog: Progress) -> tuple[str, int]:
+    """(engine, decoding workers) of a run with upstream's encoders: local (said, when Ray was
+    asked for); one decoding worker unless --workers says otherwise."""
+    if engine == "ray":
+        prog.notes.append(RAY_FALLBACK)
+        engine, workers = "local", _workers(given, "local", None)
+    return engine, (min(workers, 1) if given is None else workers)
+
+
+def _note(prog: Progress, report: Report, text: str) -> None:
+    prog.notes.append(text)
+    report(prog, False)
+
+
 # --------------------------------------------------------------------------- local
 
 def _handle_prep(prep: dict, explainer: Explainer, pending: dict[str, list[dict]], writer: ChunkWriter,
-                 prog: Progress) -> None:
-    """Route one prepared weld: skip, error rows now, or into each checkpoint's next model batch.
+                 prog: Progress, report: Report) -> None:
+    """Route one prepared weld: skip, error rows now, or (encoded by upstream's encoders first,
+    where a checkpoint has them) into each checkpoint's next model batch.
 
     A model batch runs when it has min(MODEL_BATCH, chunk rows) welds: with small chunks
     the model runs on padded partial batches (same numbers), so at most one chunk of work
     is ever held in memory.
     """
     fill = min(MODEL_BATCH, writer.chunk_rows)
+    if prep["status"] == "ok" and explainer.upstream:
+        label = f"weld {prog.finished + 1}/{prog.total} {printable(prep['meta']['weld_id'])}"
+        failed = explainer.encode(prep, label, lambda text: _note(prog, report, text))
+        writer.add(failed)
+        if failed and not prep["needs"]:
+            prep["status"] = "error"     # its error rows are written; `error_rows` finds no needs left
     prog.count(prep["status"])
     if prep["status"] == "error":
         writer.add(explainer.error_rows(prep))
@@ -363,7 +480,7 @@ def _run_local(sources: list[WeldSource], state: PrepState, explainer: Explainer
         _prepare_in_pool(sources, state, workers)
     with contextlib.closing(preps):   # a failure here shuts the pool down at once
         for prep in preps:
-            _handle_prep(prep, explainer, pending, writer, prog)
+            _handle_prep(prep, explainer, pending, writer, prog, report)
             report(prog, False)
     for sha, left in pending.items():
         if left:
@@ -470,7 +587,9 @@ def _ray_dataset(ray, sources: list[WeldSource], state: PrepState, cks: list[Bat
     cpus = int(ray.cluster_resources().get("CPU", 1))
     actors = max(1, min(cpus // 2, 8))
     blobs = [(ck.name, Path(ck.path).read_bytes()) for ck in cks]
-    heads = [ck.loaded.info.heads if ck.loaded.info.heads_source.startswith("caller") else None for ck in cks]
+    # The head count a caller chose (--heads, or a --config file the actors do not get) travels as a number.
+    heads = [ck.loaded.info.heads if ck.loaded.info.heads_source.startswith(("caller", "config file")) else None
+             for ck in cks]
     ds = ray.data.from_items([{"task": pickle.dumps(s, protocol=5)} for s in sources])
     # The memory request is what a decode needs; it also keeps Ray from fusing this step
     # into the model actors, so decoding scales with tasks and models stay few.
@@ -544,7 +663,7 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     s = subparsers.add_parser("batch", help="explain every weld of a folder or zip with one or more checkpoints, "
                                             "into Parquet (resumable)")
     s.add_argument("--checkpoint", required=True, action="append",
-                   help="checkpoint with built-in encoders; repeat for several")
+                   help="checkpoint with built-in encoders or upstream's encoder weights; repeat for several")
     s.add_argument("--samples", required=True, help="folder of weld folders, one weld folder, or a .zip")
     s.add_argument("--out", required=True, help="results Parquet file (chunks go to OUT.d/ beside it)")
     s.add_argument("--engine", default="local", help="local (default) or ray")
@@ -554,6 +673,13 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--baseline", default="drop-attention", help=" | ".join(BATCH_BASELINES))
     s.add_argument("--target", default="auto", help="auto | logit | class:<name> | cosine")
     s.add_argument("--heads", help="head count when a checkpoint does not say")
+    s.add_argument("--config", help="config file stating the fusion head count: JSON, or a Python config such as "
+                                    "configs/model_config.py")
+    s.add_argument("--device", default="auto", help="where upstream's encoders run: auto (CUDA when present), cpu "
+                                                    "or cuda; on a CPU a full-size weld takes 40 s or more")
+    s.add_argument("--backbone-dir", dest="backbone_dir",
+                   help="folder with upstream's backbones' config.json (a model folder, or a folder of them such as "
+                        "upstream's models/); without it the published configuration matching the shapes is used")
     s.add_argument("--chunk-rows", default=str(DEFAULT_CHUNK_ROWS),
                    help=f"rows per chunk file (default {DEFAULT_CHUNK_ROWS}); a killed run loses at most one")
     s.add_argument("--no-maps", action="store_true", help="do not write the full-map sidecar")
@@ -569,7 +695,8 @@ def cmd_batch(args) -> int:
     summary = run_batch(args.checkpoint, args.samples, args.out, engine=args.engine, workers=workers,
                         ray_address=args.ray_address, baseline=args.baseline, target=args.target,
                         heads=heads, chunk_rows=_whole(args.chunk_rows, "--chunk-rows", 1),
-                        maps=not args.no_maps, progress=None if args.quiet else StderrProgress())
+                        maps=not args.no_maps, progress=None if args.quiet else StderrProgress(),
+                        config=args.config, backbone_dir=args.backbone_dir, device=args.device)
     print(f"batch ({summary.engine}): {summary.welds} welds, {summary.rows_written} rows written, "
           f"{summary.skipped} already done, {summary.errors} failed, {summary.seconds:.1f}s; "
           f"{summary.total_rows} rows in {summary.out}")

@@ -158,11 +158,12 @@ def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, b
     return blobs
 
 
-def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS) -> Weld:
-    """A `Weld` from bytes `read_source` gave (through the readers' own decoding)."""
+def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS, **read_options) -> Weld:
+    """A `Weld` from bytes `read_source` gave (through the readers' own decoding); `read_options`:
+    `max_frames`, `max_side`, `image_max_side` as `load_welds` takes them."""
     return decode_weld(src.weld_id, src.where,
                        [(name, PurePosixPath(name).name, data) for name, data in blobs.items()], limits=limits,
-                       images_skipped=src.images_skipped)
+                       images_skipped=src.images_skipped, **read_options)
 
 
 # =========================================================================== preparing (workers)
@@ -171,13 +172,22 @@ def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEF
 class PrepState:
     """What a worker needs besides the weld: encoder configs and the keys already done."""
 
-    configs: dict[str, dict]                  # config key -> EncoderConfig dict
+    configs: dict[str, dict]                  # config key -> EncoderConfig dict, or an UPSTREAM one
     checkpoints: list[tuple[str, str]]        # (sha256, config key), in run order
     done: frozenset = frozenset()             # {(weld digest, checkpoint sha256)}
     limits: Limits = DEFAULT_LIMITS
 
 
 _CONFIGS: dict[str, EncoderConfig] = {}   # per process: config key -> EncoderConfig
+
+# A config of upstream's own encoders: {"kind": UPSTREAM, "read_options": {...}, ...}. Its welds
+# are decoded with those options and handed to the model side as `Weld`s: the encoders (and
+# the feature cache in front of them) run there, once per weld, not in every decoding worker.
+UPSTREAM = "upstream"
+
+
+def is_upstream(config: dict) -> bool:
+    return config.get("kind") == UPSTREAM
 
 
 def internal_error(e: Exception) -> str:
@@ -214,7 +224,8 @@ def prepare_source(src: WeldSource, state: PrepState) -> dict:
     """Read, hash, decode and preprocess one weld: what the model side needs, picklable.
 
     {"status": "skip" | "ok" | "error", "meta": {...}, "needs": [sha, ...], "items": {cfg key: item},
-     "error": str}. Never raises for a bad weld.
+     "error": str}; an item is the built-in encoders' input, or for upstream's encoders the
+    decoded `Weld` (the model side encodes it). Never raises for a bad weld.
     """
     meta = source_meta(src)
     try:
@@ -235,19 +246,44 @@ def _prepare(src: WeldSource, state: PrepState, meta: dict) -> dict:
     needs = [sha for sha, _ in state.checkpoints if (digest, sha) not in state.done]
     if not needs:
         return {"status": "skip", "meta": meta, "needs": []}
-    weld = decode_source(src, blobs, state.limits)
-    del blobs
+    keys = list(dict.fromkeys(k for sha, k in state.checkpoints if sha in needs))
+    items = _items(src, blobs, state, keys, meta)
+    return {"status": "ok", "meta": meta, "needs": needs, "items": items}
+
+
+def _read_options(config: dict) -> dict:
+    return dict(config.get("read_options") or {}) if is_upstream(config) else {}
+
+
+def _items(src: WeldSource, blobs: dict[str, bytes], state: PrepState, keys: list[str], meta: dict) -> dict:
+    """Per config key, what the model side needs of the weld: the built-in encoders' inputs, or
+    (upstream's encoders) the weld itself, decoded as those encoders read it. A weld is decoded
+    once per set of read options; `meta` comes from the first decode."""
+    decoded: dict[str, Weld] = {}
+    items = {}
+    for key in keys:
+        config = state.configs[key]
+        opts = _read_options(config)
+        tag = json.dumps(opts, sort_keys=True)
+        if tag not in decoded:
+            decoded[tag] = decode_source(src, blobs, state.limits, **opts)
+            if len(decoded) == 1:
+                _weld_meta(decoded[tag], meta)
+        if is_upstream(config):
+            items[key] = decoded[tag]
+            continue
+        if key not in _CONFIGS:
+            _CONFIGS[key] = EncoderConfig.from_dict(config)
+        items[key] = preprocess(decoded[tag], _CONFIGS[key])
+    return items
+
+
+def _weld_meta(weld: Weld, meta: dict) -> None:
     truth = weld.truth if isinstance(weld.truth, dict) else None
     duration = float(weld.duration)
     meta.update(truth=json.dumps(truth, sort_keys=True, separators=(",", ":")) if truth is not None else None,
                 class_code=weld_class(weld.weld_id, truth), duration_s=duration if duration > 0 else 1.0,
                 present=",".join(weld.present), windows=truth_windows(truth))
-    items = {}
-    for key in dict.fromkeys(k for sha, k in state.checkpoints if sha in needs):
-        if key not in _CONFIGS:
-            _CONFIGS[key] = EncoderConfig.from_dict(state.configs[key])
-        items[key] = preprocess(weld, _CONFIGS[key])
-    return {"status": "ok", "meta": meta, "needs": needs, "items": items}
 
 
 # =========================================================================== worker glue

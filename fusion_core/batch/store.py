@@ -163,7 +163,10 @@ def weld_maps(exp: Explanation, b: int) -> dict[str, np.ndarray]:
         pos = frames[b] if frames else None
         if pos is not None:
             for col in pos.columns:
-                out[f"positions/{m}/{col}"] = pos[col].to_numpy()
+                values = pos[col].to_numpy()
+                # Text columns (upstream's token kinds, "input: photos") as fixed-width strings:
+                # the sidecar holds no pickles.
+                out[f"positions/{m}/{col}"] = values.astype(str) if values.dtype == object else values
     out["token_shapley"] = np.asarray(exp.token_shapley[b], dtype=np.float64)
     out["coalition_values"] = np.asarray(exp.coalition_values[b], dtype=np.float64)
     out["fused"] = np.asarray(exp.fused[b], dtype=np.float32)

@@ -9,6 +9,9 @@ weld and the on-disk feature cache in front: a weld seen before costs no encoder
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +51,41 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
 
 
+def encoder_digests(group: dict[str, torch.Tensor], source: str) -> dict[str, str]:
+    """Per modality, sha256 over `source` and its `<m>_encoder.*` tensors (sorted names, dtype,
+    shape, bytes): equal whichever file holds the same weights, under whatever wrapper prefix."""
+    out = {}
+    for m in MODALITIES:
+        h = hashlib.sha256(f"{source}\0".encode())
+        for k in sorted(k for k in group if k.startswith(f"{m}_encoder.")):
+            t = group[k].detach().cpu().contiguous()
+            h.update(f"{k}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        out[m] = h.hexdigest()
+    return out
+
+
+def _read_json(path: Path | None) -> dict | None:
+    try:
+        got = json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) and set(got) == set(MODALITIES) else None
+
+
+def _write_json(path: Path | None, obj: dict) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except OSError:
+        return                    # only slower next time
+
+
 class UpstreamEncoders:
     """`encode(welds)` → EncodedBatch, like the built-in encoders, for upstream-format checkpoints."""
 
@@ -65,10 +103,11 @@ class UpstreamEncoders:
         self.adapters: dict[str, EncoderAdapter] | None = None
         self.timings: dict[str, float] = {}          # seconds spent per encoder, this object's life
         self.notes: list[str] = [pre.SENSOR_NOTE]
+        self._digests: dict[str, str] | None = None
 
     def configure(self, *, device: str | None = None, backbone_dir: str | None = None) -> None:
         if backbone_dir is not None and Path(backbone_dir) != self.backbone_dir:
-            self.backbone_dir, self.adapters = Path(backbone_dir), None
+            self.backbone_dir, self.adapters, self._digests = Path(backbone_dir), None, None
         if device is not None:
             self.device = resolve_device(device)
             if self.adapters:
@@ -76,8 +115,34 @@ class UpstreamEncoders:
                     a.to(self.device)
 
     def weights_digest(self, m: str) -> str:
-        src = str(self.backbone_dir) if self.backbone_dir else "published"
-        return hashlib.sha256(f"{self.sha256}:{ENCODER_PREFIXES[m]}:{src}".encode()).hexdigest()
+        return self.weights_digests()[m]
+
+    def weights_digests(self) -> dict[str, str]:
+        """Per modality, a digest of what its features depend on: the `<m>_encoder.*` tensors
+        (names, dtypes, shapes, bytes) and where the architecture comes from. Two files whose
+        encoders hold the same weights (epoch 3 and best of a frozen-backbone run) get the same
+        digests, so they share cached features. Hashed once per file (from the tensors `load`
+        reads anyway, or read for it) and kept beside the feature cache, keyed by the file's sha256."""
+        if self._digests is None:
+            memo = self._digest_memo()
+            self._digests = _read_json(memo)
+            if self._digests is None:
+                group = read_checkpoint_file(self.path, with_encoders=True).groups.get("encoders", {})
+                self._set_digests(group)
+        return self._digests
+
+    def _digest_source(self) -> str:
+        return str(self.backbone_dir) if self.backbone_dir else "published"
+
+    def _digest_memo(self) -> Path | None:
+        if not self.cache:
+            return None
+        src = hashlib.sha256(self._digest_source().encode()).hexdigest()[:16]
+        return self.cache.root / "weights" / f"{self.sha256}-{src}.json"
+
+    def _set_digests(self, group: dict[str, torch.Tensor]) -> None:
+        self._digests = encoder_digests(group, self._digest_source())
+        _write_json(self._digest_memo(), self._digests)
 
     # ----------------------------------------------------------------------- building
     def load(self, progress: Progress | None = None) -> dict[str, EncoderAdapter]:
@@ -85,6 +150,8 @@ class UpstreamEncoders:
             return self.adapters
         cf = read_checkpoint_file(self.path, with_encoders=True)
         group = cf.groups.get("encoders", {})
+        if self._digests is None:
+            self._set_digests(group)
         where = str(self.path)
         adapters: dict[str, EncoderAdapter] = {}
         for i, m in enumerate(MODALITIES):
@@ -115,14 +182,26 @@ class UpstreamEncoders:
         return {m: a.description for m, a in (self.adapters or {}).items()}
 
     # ----------------------------------------------------------------------- running
-    @torch.no_grad()
+    def cache_key(self, m: str, weld: Weld) -> str | None:
+        if not self.cache:
+            return None
+        return self.cache.key(weld.digest, self.weights_digest(m), pre.PREPROCESS_VERSION, m)
+
+    def cached(self, m: str, weld: Weld) -> tuple[np.ndarray, np.ndarray, object] | None:
+        """What `encode_one` gives, when the feature cache has it (no encoder is built or run)."""
+        key = self.cache_key(m, weld)
+        return self.cache.get(key) if key is not None else None
+
     def encode_one(self, m: str, weld: Weld) -> tuple[np.ndarray, np.ndarray, object]:
         """(features (S, D), mask (S,), positions) of one weld by one encoder, cache first."""
+        hit = self.cached(m, weld)
+        return hit if hit is not None else self.compute_one(m, weld)
+
+    @torch.no_grad()
+    def compute_one(self, m: str, weld: Weld) -> tuple[np.ndarray, np.ndarray, object]:
+        """`encode_one` without the cache lookup: the encoder runs, the cache keeps the result."""
         adapter = self.load()[m]
-        key = self.cache.key(weld.digest, self.weights_digest(m), pre.PREPROCESS_VERSION, m) if self.cache else None
-        hit = self.cache.get(key) if self.cache else None
-        if hit is not None:
-            return hit
+        key = self.cache_key(m, weld)
         prep = adapter.prepare(weld)
         mask = np.full(adapter.seq_len, prep.present, dtype=bool)
         if prep.present:
