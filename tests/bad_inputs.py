@@ -16,6 +16,12 @@ samples), photo modes Pillow decodes (a 16-bit PNG), names that are not printabl
 1e999, deep nesting), and weld files that are not files (a FIFO, a link to /dev/zero).
 Some are inputs the readers must now handle (`outcome="ok"`: exit 0, finite output,
 bounded): the data supports a short weld, or only a bounded part is used.
+
+A flaw confined to one file of a weld (a corrupt video, a CSV over its budget, a broken
+truth.json) no longer refuses the weld: it is read without that file (`outcome="partial"`:
+exit 0, and the explanation carries a note that starts with `note` and says `expect`, naming
+the file; the modality it says is "treated as absent" is missing, with contribution 0). The
+name cases keep their weld to the broken CSV alone, so that they stay errors.
 They are sized for the default `Limits`; the biggest file is 40 MB (hard links keep 64
 photos of 60 Mpx at the size of one).
 """
@@ -43,9 +49,19 @@ class Case:
     kind: str          # checkpoint | features | weld
     path: Path
     expect: str        # phrase the one-line error must contain
-    outcome: str = "error"      # "error": exit 2, one line; "ok": exit 0 and a finite result
+    outcome: str = "error"      # "error": exit 2, one line; "ok": exit 0 and a finite result; "partial": below
     shows: str | None = None    # what the error must show of the path (default: its file or folder name)
     max_duration_s: float | None = None   # "ok" welds: the result's time spans end by then
+    note: str | None = None     # "partial" welds: how the explanation's note on the flawed file starts
+
+
+def absent(modality: str) -> str:
+    """The start of the note of a modality whose file could not be read (fusion_core.explain.welds)."""
+    return f"{modality} unreadable, treated as absent: "
+
+
+PHOTO_SKIPPED = "image: unreadable photos skipped"
+TRUTH_IGNORED = "truth.json unreadable, ignored: "
 
 
 class _Reduce:
@@ -208,8 +224,8 @@ def _welds(root: Path, weld: Path) -> list[Case]:
         mutate(d)
         return d
 
-    def add(name, path, expect):
-        cases.append(Case(name, "weld", path, expect))
+    def add(name, path, expect, note=None):
+        cases.append(Case(name, "weld", path, expect, "partial" if note else "error", note=note))
 
     add("zip-slip-dotdot", _zip(root / "slip.zip", good_entries + [("../../evil.txt", b"x")]), "..")
     add("zip-absolute-path", _zip(root / "abs.zip", good_entries + [("/tmp/evil.txt", b"x")]), "absolute")
@@ -234,16 +250,18 @@ def _welds(root: Path, weld: Path) -> list[Case]:
         return f
     avi = files[f"{wid}.avi"]
     flac = files[f"{wid}.flac"]
-    add("avi-corrupt", weld_dir("avi-corrupt", corrupt(".avi", avi[:64] + os.urandom(len(avi) - 64))), ".avi")
-    add("avi-empty", weld_dir("avi-empty", corrupt(".avi", b"")), "empty")
-    add("avi-truncated", weld_dir("avi-trunc", corrupt(".avi", avi[: len(avi) // 3])), ".avi")
-    add("flac-corrupt", weld_dir("flac-corrupt", corrupt(".flac", flac[:42] + os.urandom(4000))), ".flac")
-    add("flac-empty", weld_dir("flac-empty", corrupt(".flac", b"")), "empty")
+    add("avi-corrupt", weld_dir("avi-corrupt", corrupt(".avi", avi[:64] + os.urandom(len(avi) - 64))), ".avi",
+        absent("video"))
+    add("avi-empty", weld_dir("avi-empty", corrupt(".avi", b"")), "empty", absent("video"))
+    add("avi-truncated", weld_dir("avi-trunc", corrupt(".avi", avi[: len(avi) // 3])), ".avi", absent("video"))
+    add("flac-corrupt", weld_dir("flac-corrupt", corrupt(".flac", flac[:42] + os.urandom(4000))), ".flac",
+        absent("audio"))
+    add("flac-empty", weld_dir("flac-empty", corrupt(".flac", b"")), "empty", absent("audio"))
     jpg = sorted(k for k in files if k.startswith("images/"))[0]
 
     def bad_jpg(d):
         (d / jpg).write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(700))
-    add("jpeg-corrupt", weld_dir("jpeg-corrupt", bad_jpg), "image")
+    add("jpeg-corrupt", weld_dir("jpeg-corrupt", bad_jpg), "image", PHOTO_SKIPPED)
     csv = files[f"{wid}.csv"].decode()
     header, *rows = csv.splitlines()
 
@@ -254,20 +272,22 @@ def _welds(root: Path, weld: Path) -> list[Case]:
     cols = header.split(",")
     no_current = [",".join(c for i, c in enumerate(r.split(",")) if cols[i] != "Primary Weld Current")
                   for r in [header] + rows]
-    add("csv-missing-channel", weld_dir("csv-missing", csv_mut("\n".join(no_current))), "Primary Weld Current")
+    add("csv-missing-channel", weld_dir("csv-missing", csv_mut("\n".join(no_current))), "Primary Weld Current",
+        absent("sensor"))
     cur = cols.index("Primary Weld Current")
     bad_row = rows[5].split(",")
     bad_row[cur] = "n/a (sensor fault)"
     add("csv-text-cell", weld_dir("csv-text", csv_mut("\n".join([header] + rows[:5] + [",".join(bad_row)] + rows[6:]))),
-        "row")
+        "row", absent("sensor"))
     nan_row = rows[7].split(",")
     nan_row[cols.index("Secondary Weld Voltage")] = ""
     add("csv-empty-cell", weld_dir("csv-nan", csv_mut("\n".join([header] + rows[:7] + [",".join(nan_row)] + rows[8:]))),
-        "row")
-    add("csv-header-only", weld_dir("csv-header", csv_mut(header + "\n")), ".csv")
+        "row", absent("sensor"))
+    add("csv-header-only", weld_dir("csv-header", csv_mut(header + "\n")), ".csv", absent("sensor"))
     big = header + "\n" + "\n".join([rows[0]] * 250_001)
-    add("csv-too-many-rows", weld_dir("csv-big", csv_mut(big)), "rows")
-    add("csv-binary", weld_dir("csv-binary", lambda d: (d / f"{wid}.csv").write_bytes(os.urandom(3000))), ".csv")
+    add("csv-too-many-rows", weld_dir("csv-big", csv_mut(big)), "rows", absent("sensor"))
+    add("csv-binary", weld_dir("csv-binary", lambda d: (d / f"{wid}.csv").write_bytes(os.urandom(3000))), ".csv",
+        absent("sensor"))
 
     def only_stray(d):
         for p in list(d.iterdir()):
@@ -359,7 +379,8 @@ def _round2_features(root: Path, dims: dict[str, int]) -> list[Case]:
 
 def _round2_names(root: Path, weld: Path) -> list[Case]:
     """Weld folders whose names would print a second line, clear the screen or overwrite the
-    line; each holds a broken CSV, so the error names the folder."""
+    line; each holds a broken CSV and nothing else (a weld with another modality is read
+    without the CSV), so the error names the folder."""
     from fusion_core.errors import printable
     wid = weld.name
 
@@ -368,15 +389,16 @@ def _round2_names(root: Path, weld: Path) -> list[Case]:
         cells = lines[3].split(",")
         cells[6] = "n/a"
         (d / f"{wid}.csv").write_text("\n".join(lines[:3] + [",".join(cells)] + lines[4:]) + "\n")
+        for p in list(d.iterdir()):
+            if p.name != f"{wid}.csv":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     cases = []
     for name, folder in (("name-newline", "weld\nALL WELDS OK"), ("name-ansi-clear", "weld\x1b[2J\x1b[H ALL WELDS OK"),
                          ("name-carriage-return", "weld\rALL WELDS OK"), ("name-bidi-override", "weld\u202eKO SDLEW")):
         d = _copy_weld(root, name, weld, broken_csv, folder=folder)
         cases.append(Case(name, "weld", d, "not a number", shows=printable(folder)))
-    entries = [(f"w\x1b]0;pwned\x07/{p.relative_to(weld).as_posix()}", p.read_bytes())
-               for p in sorted(weld.rglob("*")) if p.is_file() and p.suffix != ".csv"]
-    entries.append((f"w\x1b]0;pwned\x07/{wid}.csv", b"Date,Time\n1,2\n"))
+    entries = [(f"w\x1b]0;pwned\x07/{wid}.csv", b"Date,Time\n1,2\n")]
     z = _zip(root / "name-in-zip.zip", entries)
     cases.append(Case("name-zip-entry-escape", "weld", z, "missing column", shows=printable("w\x1b]0;pwned\x07")))
     return cases
@@ -386,11 +408,12 @@ def _round2_audio(root: Path, weld: Path) -> list[Case]:
     wid = weld.name
     cases = []
 
-    def with_audio(name, data: bytes, expect, outcome="error", suffix=".flac", max_s=None):
+    def with_audio(name, data: bytes, expect, outcome="partial", suffix=".flac", max_s=None):
         def put(d):
             (d / f"{wid}.flac").unlink()
             (d / f"{wid}{suffix}").write_bytes(data)
-        cases.append(Case(name, "weld", _copy_weld(root, name, weld, put), expect, outcome, max_duration_s=max_s))
+        cases.append(Case(name, "weld", _copy_weld(root, name, weld, put), expect, outcome, max_duration_s=max_s,
+                          note=absent("audio") if outcome == "partial" else None))
 
     tmp = root / "_audio"
     tmp.mkdir()
@@ -416,10 +439,11 @@ def _round2_csv(root: Path, weld: Path) -> list[Case]:
     header, *rows = (weld / f"{wid}.csv").read_text().splitlines()
     cases = []
 
-    def with_csv(name, text: str | bytes, expect, outcome="error", max_s=None):
+    def with_csv(name, text: str | bytes, expect, outcome="partial", max_s=None):
         data = text.encode() if isinstance(text, str) else text
         d = _copy_weld(root, name, weld, lambda d: (d / f"{wid}.csv").write_bytes(data))
-        cases.append(Case(name, "weld", d, expect, outcome, max_duration_s=max_s))
+        cases.append(Case(name, "weld", d, expect, outcome, max_duration_s=max_s,
+                          note=absent("sensor") if outcome == "partial" else None))
 
     import datetime as dt
     first, last = rows[0].split(","), rows[-1].split(",")
@@ -439,13 +463,13 @@ def _round2_csv(root: Path, weld: Path) -> list[Case]:
              "columns")
     d = _copy_weld(root, "csv-is-dev-zero", weld, lambda d: ((d / f"{wid}.csv").unlink(),
                                                             (d / f"{wid}.csv").symlink_to("/dev/zero")))
-    cases.append(Case("csv-is-dev-zero", "weld", d, "not a regular file"))
+    cases.append(Case("csv-is-dev-zero", "weld", d, "not a regular file", "partial", note=absent("sensor")))
     d = _copy_weld(root, "csv-is-a-fifo", weld, lambda d: ((d / f"{wid}.csv").unlink(), os.mkfifo(d / f"{wid}.csv")))
-    cases.append(Case("csv-is-a-fifo", "weld", d, "not a regular file"))
+    cases.append(Case("csv-is-a-fifo", "weld", d, "not a regular file", "partial", note=absent("sensor")))
     for name, text, expect in (("truth-nan", b'{"class": NaN}', "NaN"), ("truth-1e999", b'{"class": 1e999}', "overflow"),
                                ("truth-deep-nesting", b"[" * 200_000 + b"]" * 200_000, "nested")):
         d = _copy_weld(root, name, weld, lambda d, text=text: (d / "truth.json").write_bytes(text))
-        cases.append(Case(name, "weld", d, expect))
+        cases.append(Case(name, "weld", d, expect, "partial", note=TRUTH_IGNORED))
     return cases
 
 
@@ -458,7 +482,7 @@ def _round2_video(root: Path, weld: Path) -> list[Case]:
 
     d = _copy_weld(root, "video-11min-15fps-with-audio", weld,
                    lambda d: with_video(d, lambda p: _video(p, 9_900, 15, fmt="avi", size=(32, 24), audio_s=2.0), ".avi"))
-    cases = [Case("video-11min-15fps-with-audio", "weld", d, "limit of 600 s")]
+    cases = [Case("video-11min-15fps-with-audio", "weld", d, "limit of 600 s", "partial", note=absent("video"))]
     d = _copy_weld(root, "video-frame-at-86000s", weld,
                    lambda d: with_video(d, lambda p: _video(p, 120, 15, fmt="matroska", last_pts=86_000 * 15), ".mkv"))
     cases.append(Case("video-frame-at-86000s", "weld", d, "", "ok", max_duration_s=10.0))
@@ -471,14 +495,14 @@ def _round2_photos(root: Path, weld: Path) -> list[Case]:
     tmp = root / "_photos"
     tmp.mkdir()
 
-    def photos(name: str, src: Path, count: int, expect: str, outcome="error", ext=".jpg"):
+    def photos(name: str, src: Path, count: int, expect: str, outcome="error", ext=".jpg", note=None):
         def put(d):
             shutil.rmtree(d / "images")
             (d / "images").mkdir()
             for k in range(count):   # hard links: 64 photos of 60 Mpx take the disk of one
                 os.link(src, d / "images" / f"{wid}_{k + 1}{ext}")
         cases.append(Case(name, "weld", _copy_weld(root, name, weld, put), expect, outcome,
-                          max_duration_s=10.0 if outcome == "ok" else None))
+                          max_duration_s=10.0 if outcome == "ok" else None, note=note))
 
     cases: list[Case] = []
     big = tmp / "60mpx.jpg"
@@ -489,7 +513,7 @@ def _round2_photos(root: Path, weld: Path) -> list[Case]:
     photos("photos-16-of-60mpx-png", big_png, 16, "pixels to decode", ext=".png")
     over = tmp / "64mpx.png"
     Image.new("1", (8000, 8000), 1).save(over)
-    photos("photo-64mpx-over-limit", over, 1, "limit", ext=".png")
+    photos("photo-64mpx-over-limit", over, 1, "limit", "partial", ext=".png", note=absent("image"))
     small = tmp / "small.jpg"
     Image.new("RGB", (40, 18), (90, 90, 90)).save(small)
     photos("photos-65-too-many", small, 65, "photos, more than the limit")

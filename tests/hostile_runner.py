@@ -68,8 +68,9 @@ def run_cli_cases(jobs: list[dict], timeout_s: float = CASE_TIMEOUT_S) -> tuple[
 def judge(case, result: dict, out: Path) -> str | None:
     """What is wrong with a case's result, or None. An "error" case: exit 2, exactly one stderr
     line that shows the file and the expected phrase, no traceback, no output written. An "ok"
-    case: exit 0, a finite JSON output whose time spans end by `case.max_duration_s`. Both:
-    peak RSS under 1.5 GB."""
+    case: exit 0, a finite JSON output whose time spans end by `case.max_duration_s`. A
+    "partial" case: exit 0 and a note on the flawed file (`judge_partial`). All: peak RSS
+    under 1.5 GB."""
     err = result["stderr"]
     problems = []
     if result["max_rss_mb"] >= MAX_RSS_MB:
@@ -78,6 +79,8 @@ def judge(case, result: dict, out: Path) -> str | None:
         problems.append("traceback")
     if case.outcome == "ok":
         problems += _judge_ok(case, result, out)
+    elif case.outcome == "partial":
+        problems += judge_partial(case, result["code"], out)
     else:
         shows = case.shows if case.shows is not None else None
         named = (shows in err) if shows is not None else (case.path.name in err or case.path.parent.name in err)
@@ -92,6 +95,27 @@ def judge(case, result: dict, out: Path) -> str | None:
         if out.exists():
             problems.append("wrote an output")
     return f"{case.name}: {', '.join(problems)}; stderr {err!r}"[:1500] if problems else None
+
+
+def judge_partial(case, code: int, out: Path) -> list[str]:
+    """A weld read without its flawed file: exit 0, and the output's notes hold one that starts
+    with `case.note`, says `case.expect` and shows the file (as an error would); a modality the
+    note says is "treated as absent" is missing in every result, with every contribution 0."""
+    if code != 0:
+        return [f"exit {code}"]
+    if not out.exists():
+        return ["no output"]
+    payload = json.loads(out.read_text())
+    shows = [case.shows] if case.shows is not None else [case.path.name, case.path.parent.name]
+    notes = [n for n in payload.get("notes", []) if n.startswith(case.note)]
+    if not any(case.expect.lower() in n.lower() and any(s in n for s in shows) for n in notes):
+        return [f"no note {case.note!r}… saying {case.expect!r}: {payload.get('notes')}"]
+    if "treated as absent" in case.note:
+        m = case.note.split()[0]
+        for r in payload["results"]:
+            if m not in r["missing"] or any(c[m] != 0 for c in r["contributions"].values()):
+                return [f"{m} is not absent: missing {r['missing']}, contributions {r['contributions']}"]
+    return []
 
 
 def _judge_ok(case, result: dict, out: Path) -> list[str]:

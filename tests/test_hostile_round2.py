@@ -393,27 +393,41 @@ def test_photo_pixels_are_refused_from_the_headers_before_decoding(tmp_path):
     folder = photo_weld(tmp_path / "000105", 6, Image.new("RGB", (100, 100)))
     refused(load_weld, folder, limits=Limits(max_photo_pixels_total=45_000), match="50,000 pixels to decode",
             name="p5.jpg")
+    # A photo whose header does not open is skipped (its pixels do not count); the others still do.
     (folder / "images" / "p1.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
-    refused(load_weld, folder, limits=Limits(max_photo_pixels_total=45_000), match="image", name="p1.jpg")
+    refused(load_weld, folder, limits=Limits(max_photo_pixels_total=45_000), match="50,000 pixels to decode",
+            name="p6.jpg")
+    w = load_weld(folder, limits=Limits(max_photo_pixels_total=50_000))
+    assert len(w.images) == 5 and w.unreadable["image"].startswith(str(folder / "images" / "p1.jpg"))
 
 
 # --------------------------------------------------------------------------- bytes and names
 
 
+def unread_csv(w) -> str:
+    """The reason a weld read without its sensor CSV gives (the photos were read)."""
+    assert w.present == ["image"] and list(w.unreadable) == ["sensor"], (w.present, w.unreadable)
+    return w.unreadable["sensor"]
+
+
 def test_a_weld_file_over_its_bytes_budget_is_refused_by_its_size(tmp_path):
+    # Over its kind's own limit: that file is not read, the weld is read without it.
     folder = photo_weld(tmp_path / "000105", 2)
-    refused(load_weld, folder, limits=Limits(max_csv_bytes=100), match="for a sensor CSV", name="000105.csv")
+    why = unread_csv(load_weld(folder, limits=Limits(max_csv_bytes=100)))
+    assert why.startswith(str(folder / "000105.csv")) and "for a sensor CSV" in why
+    # Over the weld's budget: the weld is refused.
     refused(load_weld, folder, limits=Limits(max_weld_bytes=600), match="one weld's files may take",
             name="000105")
     files = {p.name: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    refused(load_weld_from_files, files, limits=Limits(max_csv_bytes=100), match="sensor CSV", name="000105.csv")
+    why = unread_csv(load_weld_from_files(files, limits=Limits(max_csv_bytes=100)))
+    assert why.startswith("000105.csv: ") and "sensor CSV" in why
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for p in sorted(folder.rglob("*")):
             if p.is_file():
                 z.write(p, "000105/" + p.relative_to(folder).as_posix())
-    refused(load_welds_from_zip_bytes, buf.getvalue(), "w.zip", limits=Limits(max_csv_bytes=100),
-            match="sensor CSV", name="000105.csv")
+    w, = load_welds_from_zip_bytes(buf.getvalue(), "w.zip", limits=Limits(max_csv_bytes=100))
+    assert unread_csv(w).startswith("w.zip/000105/000105.csv: ") and "sensor CSV" in unread_csv(w)
 
 
 @pytest.mark.parametrize("make", ["fifo", "dev-zero"])
@@ -425,13 +439,17 @@ def test_a_weld_file_that_is_not_a_regular_file_is_refused_without_reading(tmp_p
         os.mkfifo(folder / "000105.csv")     # opening it to read would block forever
     else:
         (folder / "000105.csv").symlink_to("/dev/zero")   # reading it would never end
-    refused(load_weld, folder, match="not a regular file", name="000105.csv")
+    why = unread_csv(load_weld(folder))
+    assert why == f"{folder / '000105.csv'}: not a regular file"
 
 
 @pytest.mark.parametrize("name", ["ok\nALL WELDS OK", "x\x1b[2J\x1b[H", "a\rALL WELDS OK", "b\u202edlrow"])
 def test_unprintable_folder_names_stay_one_printable_line(tmp_path, name):
     folder = photo_weld(tmp_path / name, 1)
     (folder / f"{name}.csv").write_bytes(b"Date,Time\n1,2\n")
+    why = unread_csv(load_weld(folder))            # with a photo: read without the CSV, saying why
+    assert "missing column" in why and why.isprintable() and "\u202e" not in why
+    (folder / "images" / "p1.jpg").unlink()        # the CSV alone: refused
     msg = refused(load_weld, folder, match="missing column", name="")
     assert msg.isprintable() and "\x1b" not in msg and "\r" not in msg and "\u202e" not in msg
 

@@ -311,23 +311,33 @@ def test_upload_files(tmp_path: Path):
 # --------------------------------------------------------------------------- malformed input
 
 
-@pytest.mark.parametrize("name,data,match", [
-    ("000100.avi", b"\x00garbage" * 100, "video"),
-    ("000100.avi", b"", "empty"),
-    ("000100.flac", b"", "empty"),
-    ("000100.flac", b"fLaC" + b"\x00" * 50, "audio"),
-    ("images/000100_1.jpg", b"\xff\xd8\xff\xe0 truncated", "image"),
-    ("000100.csv", b"", "empty"),
-    ("truth.json", b"{not json", "json"),
+@pytest.mark.parametrize("name,data,match,absent", [
+    ("000100.avi", b"\x00garbage" * 100, "video", "video"),
+    ("000100.avi", b"", "empty", "video"),
+    ("000100.flac", b"", "empty", "audio"),
+    ("000100.flac", b"fLaC" + b"\x00" * 50, "audio", "audio"),
+    ("images/000100_1.jpg", b"\xff\xd8\xff\xe0 truncated", "image", "image"),
+    ("000100.csv", b"", "empty", "sensor"),
+    ("truth.json", b"{not json", "json", "truth"),
 ])
-def test_corrupt_media(weld_dir: Path, tmp_path: Path, name, data, match):
+def test_corrupt_media(weld_dir: Path, tmp_path: Path, name, data, match, absent):
+    """A corrupt file leaves its modality out (a photo among others: that photo, a truth.json:
+    the truth), with a reason naming the file; the rest of the weld is read."""
     folder = tmp_path / "000100"
     shutil.copytree(weld_dir, folder)
     target = folder / name
     for f in folder.rglob("000203*"):
         f.rename(f.with_name(f.name.replace("000203", "000100")))
     target.write_bytes(data)
-    raises_naming(name.split("/")[-1], load_weld, folder, match=match)
+    w = load_weld(folder)
+    why = w.unreadable.get(absent, "")
+    assert list(w.unreadable) == [absent] and why.startswith(f"{target}: ") and match in why.lower(), w.unreadable
+    if absent == "image":
+        assert w.missing == [] and w.images and target.name not in w.image_names
+    elif absent == "truth":
+        assert w.missing == [] and w.truth is None
+    else:
+        assert w.missing == [absent]
 
 
 def test_truncated_video(tmp_path: Path, weld_dir: Path):
@@ -336,7 +346,8 @@ def test_truncated_video(tmp_path: Path, weld_dir: Path):
     avi = folder / "000203.avi"
     data = avi.read_bytes()
     avi.write_bytes(data[: len(data) // 2])
-    raises_naming("000203.avi", load_weld, folder)
+    w = load_weld(folder)
+    assert w.missing == ["video"] and w.unreadable["video"].startswith(f"{avi}: "), w.unreadable
 
 
 @pytest.mark.parametrize("text,match", [

@@ -52,6 +52,22 @@ def encode_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld], *, device: str |
                         ids=list(enc.weld_ids), source=", ".join(w.source for w in welds[:3]))
 
 
+def unreadable_notes(welds: Sequence[Weld]) -> list[str]:
+    """One note per modality of these welds that the readers could not read (`Weld.unreadable`),
+    saying what was done without it and why: "video unreadable, treated as absent: <file>:
+    <problem>". A good weld gives none."""
+    notes = []
+    for w in welds:
+        for what, why in w.unreadable.items():
+            if what == "truth":
+                notes.append(f"truth.json unreadable, ignored: {why}")
+            elif what == "image" and "image" in w.present:   # some photos read, the bad ones skipped
+                notes.append(f"image: unreadable photos skipped, {len(w.images)} read: {why}")
+            else:
+                notes.append(f"{what} unreadable, treated as absent: {why}")
+    return list(dict.fromkeys(notes))
+
+
 def concat_explanations(parts: Sequence[Explanation]) -> Explanation:
     """One Explanation from per-batch ones of the same model (same sequence lengths)."""
     if len(parts) == 1:
@@ -104,7 +120,11 @@ def explain_welds(ckpt: LoadedCheckpoint, welds: Sequence[Weld], *, baseline: st
             source="all welds given")
     parts = []
     for i, fb in enumerate(chunks):
-        parts.append(explain(ckpt, fb, baseline=baseline, target=target, reference=ref))
+        exp = explain(ckpt, fb, baseline=baseline, target=target, reference=ref)
+        # What the readers left out is part of what this explanation says (CLI JSON, dashboard).
+        exp.notes.extend(n for n in unreadable_notes(welds[i * batch_size:(i + 1) * batch_size])
+                         if n not in exp.notes)
+        parts.append(exp)
         if progress:
             progress(min((i + 1) * batch_size, len(welds)), len(welds))
     return concat_explanations(parts)

@@ -22,8 +22,18 @@ the decoders are `decode`'s. Here:
   `Limits.file_bytes`), each checked by its size before it is read, and by the bytes read.
 - Only the first `Limits.max_photos_decoded` photos are read (`layout.plan_weld`); the
   others are counted in `Weld.images_skipped`.
-- Any problem with a file is an `InputError(file, problem)`; a call either returns every
-  weld it was asked for or raises: nothing half-loaded.
+- A weld whose file for one modality cannot be read is read without it: that modality is
+  absent and `Weld.unreadable` says why ("<file>: <problem>", the `InputError` message it
+  would have been). This covers whatever `decode` refuses in one file (corrupt, truncated,
+  wrong content, over that file's own budget: frames, samples, rows, pixels, duration), a
+  sensor CSV or truth.json over its kind's byte limit, a file that is not a regular file
+  or cannot be read, and a corrupt zip entry (`UnreadableFile`). A bad photo is skipped and
+  the others are read (all bad: no image modality); a bad truth.json leaves the weld without
+  truth. Still refused, as an `InputError`: the container (a bad or hostile zip, a folder
+  too deep or too big), the layout (ambiguous files, too many photos), the weld's budgets
+  (its bytes in all, its photos' pixels in all, its duration), and a weld none of whose
+  modalities could be read (the message lists each file's problem; a weld of one file gets
+  that file's own error). A call either returns every weld it was asked for or raises.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping
 
 from ..errors import InputError
+from ..vocab import MODALITIES
 from .decode import (decode_audio, decode_image, decode_video, image_decode_pixels, read_sensor_csv,
                      read_truth)
 from .layout import few, folder_rels, group, is_junk, kind_of, natural, plan_weld, weld_digest, weld_id_of
@@ -46,6 +57,16 @@ from .limits import DEFAULT_LIMITS, Limits, seconds
 from .weld import Weld
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnreadableFile(InputError):
+    """A problem confined to one file, met while reading its bytes (not a regular file, an
+    OS error, a corrupt zip entry, more bytes than the reader may take): the weld's other
+    files can still be read. `size`: the file's size, when the problem is that it is too big."""
+
+    def __init__(self, source, problem: str, size: int | None = None):
+        super().__init__(source, problem)
+        self.size = size
 
 
 @dataclass(frozen=True)
@@ -162,8 +183,8 @@ def _folder_files(root: Path, limits: Limits) -> list[_File]:
     return [_File(rel, str(root / rel), _disk_reader(root / rel)) for rel in folder_rels(root, limits)]
 
 
-def _too_big(source, size: int, what: str) -> InputError:
-    return InputError(source, f"{size:,} bytes, more than {what}")
+def _too_big(source, size: int, what: str) -> UnreadableFile:
+    return UnreadableFile(source, f"{size:,} bytes, more than {what}", size)
 
 
 def read_disk_file(full: Path, most: int, what: str) -> bytes:
@@ -173,13 +194,13 @@ def read_disk_file(full: Path, most: int, what: str) -> bytes:
     try:
         st = full.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise InputError(full, "not a regular file")
+            raise UnreadableFile(full, "not a regular file")
         if st.st_size > most:
             raise _too_big(full, st.st_size, what)
         with open(full, "rb") as fh:
             data = fh.read(most + 1)     # a file that grew since: at most one byte past
     except OSError as e:
-        raise InputError(full, f"cannot read: {e.strerror or e}") from None
+        raise UnreadableFile(full, f"cannot read: {e.strerror or e}") from None
     if len(data) > most:
         raise _too_big(full, len(data), what)
     return data
@@ -311,9 +332,9 @@ def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: 
             raise
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
                 NotImplementedError, RuntimeError) as e:
-            raise InputError(where, f"corrupt zip entry ({e})") from None
+            raise UnreadableFile(where, f"corrupt zip entry ({e})") from None
         if got != info.file_size:
-            raise InputError(where, f"corrupt zip entry ({got} bytes, {info.file_size} declared)")
+            raise UnreadableFile(where, f"corrupt zip entry ({got} bytes, {info.file_size} declared)")
         budget["left"] -= got
         return b"".join(chunks)
     return read
@@ -359,52 +380,79 @@ def _chosen(d: str, files: list[_File], weld_id: str, container: str,
 _KIND_WORDS = {"sensor": "a sensor CSV", "truth": "truth.json"}
 
 
-def _read_blobs(picked: list[tuple[str, _File]], limits: Limits) -> dict[str, bytes]:
-    """The chosen files' bytes, each refused by its size before it is read when it would pass
-    its kind's limit or what is left of the weld's."""
+def _kind(name: str) -> str | None:
+    return kind_of(PurePosixPath(name).name)
+
+
+def _read_blobs(picked: list[tuple[str, _File]],
+                limits: Limits) -> tuple[dict[str, bytes], dict[str, InputError]]:
+    """(the chosen files' bytes, why the others could not be read), both by digest name. Each
+    file is refused by its size before it is read when it would pass its kind's limit or what
+    is left of the weld's. A file over its kind's own limit (a sensor CSV, truth.json) or with
+    a problem of its own (`UnreadableFile`) is left unread; over the weld's budget, the weld
+    is refused."""
     blobs: dict[str, bytes] = {}
+    unread: dict[str, InputError] = {}
     left = limits.max_weld_bytes
     for name, f in picked:
-        kind = kind_of(PurePosixPath(name).name)
+        kind = _kind(name)
         own = limits.file_bytes(kind)
-        if own < left:
-            what = f"the limit of {own:,} for {_KIND_WORDS.get(kind, 'one file')}"
-        else:
-            what = f"what is left of the {limits.max_weld_bytes:,} bytes one weld's files may take"
-        data = f.read(min(own, left), what)
+        own_words = f"the limit of {own:,} for {_KIND_WORDS.get(kind, 'one file')}"
+        what = own_words if own < left else \
+            f"what is left of the {limits.max_weld_bytes:,} bytes one weld's files may take"
+        try:
+            data = f.read(min(own, left), what)
+        except UnreadableFile as e:
+            if e.size is None:
+                unread[name] = e
+                continue
+            if e.size > own and own < limits.max_weld_bytes:   # its own limit, not the weld's
+                unread[name] = InputError(e.source, f"{e.size:,} bytes, more than {own_words}")
+                continue
+            raise
         left -= len(data)
         blobs[name] = data
-    return blobs
+    return blobs, unread
 
 
 def decode_weld(weld_id: str, where: str, files: list[tuple[str, str, bytes]], *, max_frames: int = 48,
                 max_side: int = 160, image_max_side: int = 400, limits: Limits = DEFAULT_LIMITS,
-                images_skipped: int = 0) -> Weld:
+                images_skipped: int = 0, unread: Mapping[str, InputError] | None = None) -> Weld:
     """A `Weld` from its chosen files' bytes: (digest name, source for messages, bytes) each,
-    in `layout.choose` order. The digest is `layout.weld_digest` of the same bytes.
+    in `layout.choose` order. `unread`: digest name -> why, for chosen files whose bytes could
+    not be read. The digest is `layout.weld_digest` of the same bytes (and `unread`).
 
-    Photos beyond `limits.max_photos_decoded` are not decoded; they add to `images_skipped`
-    (those the chooser already left out). The photos' decoding cost is checked against
+    A file that does not decode leaves its modality absent, with its reason in
+    `Weld.unreadable` (a bad photo: that photo is skipped); a weld none of whose modalities
+    could be read is refused, naming each file's problem (one file: its own error). Photos beyond
+    `limits.max_photos_decoded` are not decoded; they add to `images_skipped` (those the
+    chooser already left out). The photos' decoding cost is checked against
     `limits.max_photo_pixels_total` from their headers before the first is decoded, and the
-    weld's duration against `limits.max_duration_s` once all are.
+    weld's duration against `limits.max_duration_s` once all are: over either, the weld is refused.
     """
-    weld = Weld(weld_id=weld_id, source=where, digest=weld_digest({n: b for n, _, b in files}))
-    # truth.json last: a broken media file is the error to report first
-    ordered = sorted(files, key=lambda f: kind_of(PurePosixPath(f[0]).name) == "truth")
-    photos = [(s, d) for n, s, d in ordered if kind_of(PurePosixPath(n).name) == "image"]
+    unread = dict(unread or {})
+    weld = Weld(weld_id=weld_id, source=where, digest=weld_digest({n: b for n, _, b in files},
+                                                                  {n: e.problem for n, e in unread.items()}))
+    failed: dict[str, list[InputError]] = {}
+    for name, err in unread.items():
+        failed.setdefault(_kind(name) or "", []).append(err)
+    photos = [f for f in files if _kind(f[0]) == "image"]
     keep = max(0, limits.max_photos_decoded)
     weld.images_skipped = images_skipped + max(0, len(photos) - keep)
-    seen = 0
-    for name, source, data in ordered:
-        kind = kind_of(PurePosixPath(name).name)
-        if kind == "image":
-            if seen == 0:
-                _check_photo_pixels(photos[:keep], image_max_side, limits)
-            seen += 1
-            if seen > keep:
-                continue
-        _decode_into(weld, kind, name, source, data, max_frames=max_frames, max_side=max_side,
-                     image_max_side=image_max_side, limits=limits)
+    photos = _photos_within_budget(photos[:keep], image_max_side, limits, failed)
+    for name, source, data in [f for f in files if _kind(f[0]) != "image"] + photos:
+        kind = _kind(name)
+        try:
+            _decode_into(weld, kind, name, source, data, max_frames=max_frames, max_side=max_side,
+                         image_max_side=image_max_side, limits=limits)
+        except InputError as e:
+            failed.setdefault(kind or "", []).append(e)
+    weld.unreadable = {k: "; ".join(str(e) for e in failed[k]) for k in (*MODALITIES, "truth") if k in failed}
+    if not weld.present and weld.unreadable:
+        errors = [e for errs in failed.values() for e in errs]
+        if len(errors) == 1:     # a weld of one file: that file's own error, as it always was
+            raise errors[0]
+        raise InputError(where, "no modality could be read: " + "; ".join(weld.unreadable.values()))
     if weld.duration > limits.max_duration_s + 1e-3:   # each reader checked its own; rounding aside
         raise InputError(where, f"covers {seconds(weld.duration)}, more than the limit of {seconds(limits.max_duration_s)}")
     return weld
@@ -428,15 +476,24 @@ def _decode_into(weld: Weld, kind: str | None, name: str, source: str, data: byt
         weld.image_sizes.append(size)
 
 
-def _check_photo_pixels(photos: list[tuple[str, bytes]], max_side: int, limits: Limits) -> None:
-    """Refuse, before decoding any, photos whose decoding would take more pixels in all than
-    the budget (from their headers; a big JPEG decodes at reduced scale)."""
+def _photos_within_budget(photos: list[tuple[str, str, bytes]], max_side: int, limits: Limits,
+                          failed: dict[str, list[InputError]]) -> list[tuple[str, str, bytes]]:
+    """The photos whose headers open (the others go to `failed["image"]`); refused, before any
+    is decoded, when their decoding would take more pixels in all than the budget (from their
+    headers; a big JPEG decodes at reduced scale)."""
     total = 0
-    for source, data in photos:
-        total += image_decode_pixels(data, source, max_side=max_side, limits=limits)
+    ok = []
+    for name, source, data in photos:
+        try:
+            total += image_decode_pixels(data, source, max_side=max_side, limits=limits)
+        except InputError as e:
+            failed.setdefault("image", []).append(e)
+            continue
+        ok.append((name, source, data))
         if total > limits.max_photo_pixels_total:
             raise InputError(source, f"the weld's photos up to this one take {total:,} pixels to decode, "
                                      f"more than the limit of {limits.max_photo_pixels_total:,}")
+    return ok
 
 
 def _read_one(d: str, files: list[_File], *, default_id: str, forced_id: str | None,
@@ -445,10 +502,10 @@ def _read_one(d: str, files: list[_File], *, default_id: str, forced_id: str | N
     weld_id = forced_id or weld_id_of(d, files, default_id)
     picked, skipped = _chosen(d, files, weld_id, container, limits)
     where = _join(container, d)
-    blobs = _read_blobs(picked, limits)
-    return decode_weld(weld_id, where, [(name, f.source, blobs[name]) for name, f in picked],
+    blobs, unread = _read_blobs(picked, limits)
+    return decode_weld(weld_id, where, [(name, f.source, blobs[name]) for name, f in picked if name in blobs],
                        max_frames=max_frames, max_side=max_side, image_max_side=image_max_side,
-                       limits=limits, images_skipped=skipped)
+                       limits=limits, images_skipped=skipped, unread=unread)
 
 
 def _join(container: str, d: str) -> str:

@@ -629,5 +629,6 @@ def _short(e: BaseException) -> str:
     """The library's reason, without its noise (errno numbers, BytesIO reprs)."""
     s = getattr(e, "strerror", None) or getattr(e, "error_string", None) or str(e)
     s = re.sub(r"^Error opening <[^>]*>: ", "", str(s))
+    s = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", s)   # Pillow's: an address differs per run
     s = " ".join(s.split()) or type(e).__name__
     return s[:200]

@@ -19,7 +19,7 @@ Rules a user can rely on:
 - Junk is skipped: hidden files and folders, `__MACOSX/`, Thumbs.db, desktop.ini.
 - The weld digest is sha256 over the chosen files' (digest name, length, bytes), names
   sorted; a digest name is the file name, `images/<name>` for photos. Skipped photos are
-  not part of it.
+  not part of it; a chosen file whose bytes could not be read is, by name and problem.
 """
 
 from __future__ import annotations
@@ -202,13 +202,22 @@ def _pick_one(kind: str, cands: list[str], weld_id: str) -> tuple[list[str], str
     return pick, None
 
 
-def weld_digest(blobs: dict[str, bytes]) -> str:
-    """sha256 over the chosen files, keyed by digest name (name, length, bytes; names sorted)."""
+def weld_digest(blobs: dict[str, bytes], unread: dict[str, str] | None = None) -> str:
+    """sha256 over the chosen files, keyed by digest name (name, length, bytes; names sorted).
+
+    `unread`: digest name -> problem, for chosen files whose bytes could not be read (over
+    their kind's byte limit, not a regular file): they count by name and problem, so such a
+    weld differs from the same weld without that file (caches key on the digest)."""
     h = hashlib.sha256()
-    for name in sorted(blobs):
-        data = blobs[name]
-        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0")
-        h.update(data)
+    unread = unread or {}
+    for name in sorted({*blobs, *unread}):
+        if name in blobs:
+            data = blobs[name]
+            h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0")
+            h.update(data)
+        else:
+            why = unread[name].encode("utf-8", "backslashreplace")
+            h.update(name.encode() + b"\0unread\0" + str(len(why)).encode() + b"\0" + why)
     return h.hexdigest()
 
 

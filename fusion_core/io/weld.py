@@ -16,7 +16,8 @@ from ..vocab import AUDIO_RATE_HZ, CLASS_NAMES, MODALITIES, SENSOR_RATE_HZ, clas
 
 @dataclass
 class Weld:
-    """One decoded weld. Absent modalities are None (images: empty list)."""
+    """One decoded weld. Absent modalities are None (images: empty list), whether the weld had
+    no such file or its file could not be read (`unreadable` says why)."""
 
     weld_id: str                                  # part number (folder / file stem)
     source: str                                   # where it came from, for messages
@@ -36,6 +37,11 @@ class Weld:
     # Photos the weld holds beyond the budget's `max_photos_decoded`, not read (the first ones
     # in natural name order are): a UI says "N more photos not shown".
     images_skipped: int = 0
+    # Files that were there but could not be read, by modality ("video", …, or "truth"): one
+    # printable line each, "<file>: <problem>" as an InputError would say it ("; " between
+    # photos). An unreadable modality is absent (`missing`); "image" can also name photos
+    # skipped beside others that were read (then "image" is still `present`).
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def class_code(self) -> int | None:
