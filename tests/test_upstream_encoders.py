@@ -262,6 +262,19 @@ def test_explain_on_the_sample_welds_is_complete_and_finite(upstream, welds):
     np.testing.assert_allclose(again.attention["audio"], exp.attention["audio"][:2], atol=1e-6)
 
 
+def test_relevance_on_the_l2_normalised_embedding_is_signal_not_rounding(upstream, welds):
+    """Upstream's output is l2_normalize(feature_norm(fused)); the cosine target's gradient is
+    taken before the L2 step, where it is not identically 0: relevance has real mass, and a
+    weld's relevance share does not depend on which other welds share its batch."""
+    ck = loaded(upstream)
+    assert ck.classifier is None and ck.embedding is not None
+    both = explain_welds(ck, welds[:2], target="cosine")
+    one = explain_welds(ck, welds[:1], target="cosine")
+    mass = sum(float(np.abs(both.relevance[m][0]).sum()) for m in MODALITIES)
+    assert mass > 1e-6
+    np.testing.assert_allclose(one.contributions["relevance"][0], both.contributions["relevance"][0], atol=1e-4)
+
+
 def test_cache_evicts_least_recently_used(tmp_path):
     c = FeatureCache(tmp_path / "c", max_bytes=10_000)
     import pandas as pd

@@ -106,15 +106,20 @@ def _anomaly_target(reference_embeddings: torch.Tensor | None, source: str, embe
 
 def _cosine_target(fused_full: torch.Tensor, embed) -> Target:
     full = fused_full.detach()
-    if embed is not None:
-        with torch.no_grad():
+    # The gradient is taken before any L2 normalisation of the embedding: a unit vector's
+    # projection on its own direction is 1 whatever the input, so its gradient is 0 and
+    # relevance would be rounding noise (upstream's l2_normalize(feature_norm(fused))).
+    pre = getattr(embed, "unnormalized", None) or (lambda x: x)
+    with torch.no_grad():
+        pre_full = pre(full)
+        if embed is not None:
             full = embed(full)
-    direction = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    direction = pre_full / pre_full.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def fn(f, rows):
         return F.cosine_similarity(f if embed is None else embed(f), full[rows], dim=-1)
 
     def grad_fn(f, rows):
         # cos(f, f) is constant in f; its projection on its own direction is not.
-        return ((f if embed is None else embed(f)) * direction[rows]).sum(-1)
+        return (pre(f) * direction[rows]).sum(-1)
     return Target(name="cosine", kind="cosine", fn=fn, grad_fn=grad_fn)

@@ -117,8 +117,12 @@ class Embedding(nn.Module):
         self.feature_norm = nn.LayerNorm(hidden)
         self.feature_norm.load_state_dict(weights, strict=True)
 
+    def unnormalized(self, fused: torch.Tensor) -> torch.Tensor:
+        """The embedding before its L2 normalisation (what gradients are taken on)."""
+        return self.feature_norm(fused)
+
     def forward(self, fused: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.feature_norm(fused), p=2, dim=-1)
+        return F.normalize(self.unnormalized(fused), p=2, dim=-1)
 
 
 # --------------------------------------------------------------------------- reading
