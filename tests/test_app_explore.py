@@ -114,6 +114,10 @@ def test_each_sample_weld_baseline_and_target(app, data):
         app.selectbox(key="explore_baseline").set_value(baseline).run()
         assert problems(app) == [] and errors(app) == []
         assert any(baseline in c.value for c in app.caption)
+        # which welds the reference set is, said where the reference is used
+        said = [c.value for c in app.caption if c.value.startswith("Reference set")]
+        good = [p.name for p in weld_dirs(data) if p.name.endswith("00")]
+        assert (len(said) == 1 and all(g in said[0] for g in good[:8])) == (baseline == "reference-mean")
     targets = app.selectbox(key="explore_target").options
     classes = [t for t in targets if t.startswith("class:")]
     for target in [t for t in targets if t not in ("auto",) and not t.startswith("class:")] + classes[-1:]:

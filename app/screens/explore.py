@@ -140,6 +140,11 @@ def weld_header(exp: Explanation, ck: LoadedCheckpoint, weld: Weld | None, drawn
                         + (f" · **truth:** {truth}" if truth else ""))
         st.caption(f"Explained for target `{exp.target}`; an absent modality is `{exp.baseline}`. "
                    f"Checkpoint {ck.info.path} ({ck.info.sha256[:12]}).")
+        if services.needs_reference(exp.baseline, exp.target):
+            ref = [w.weld_id for w in services.reference_welds() or []]
+            st.caption(f"Reference set ({'anomaly distance' if exp.target == 'anomaly' else 'reference mean'}): "
+                       f"the {len(ref)} good welds (class 00) of the data folder {services.data_dir().name}/: "
+                       + ", ".join(ref[:8]) + (" …" if len(ref) > 8 else "") + ".")
         if weld is not None and weld.truth and weld.truth.get("windows"):
             w_txt = ", ".join(f"{a:.2f}–{z:.2f} s" for a, z in weld.truth["windows"])
             st.caption(f"Planted defect in {', '.join(weld.truth.get('modalities', [])) or '—'} at {w_txt} "
