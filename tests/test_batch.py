@@ -26,13 +26,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from fusion_core.batch.engines import add_batch_parser, cmd_batch, run_batch
-from fusion_core.batch.plan import list_weld_sources, read_source
+from fusion_core.batch.plan import list_weld_sources, read_source, source_digest
 from fusion_core.batch.store import ResultStore, parts_dir, read_maps, read_results
 from fusion_core.models.encoders.demo import EncoderConfig
 from fusion_core.errors import InputError
 from fusion_core.vocab import MODALITIES
 from fusion_core.io.containers import load_welds
-from fusion_core.io.layout import weld_digest
 from fusion_core.training.synth import generate_dataset, generate_weld
 from fusion_core.training.train import train
 
@@ -97,7 +96,7 @@ def test_weld_sources_match_the_readers(world, first_run, tmp_path):
     amb = next(s for s in srcs if s.weld_id == AMBIGUOUS)
     assert "ambiguous sensor CSV" in amb.problem
     for s in srcs[:GOOD]:
-        assert s.problem is None and weld_digest(read_source(s)) == digests[s.weld_id]
+        assert s.problem is None and source_digest(*read_source(s)) == digests[s.weld_id]
     # The same welds in a zip with a top folder, junk beside them; and one weld folder alone.
     zpath = tmp_path / "welds.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
@@ -108,7 +107,7 @@ def test_weld_sources_match_the_readers(world, first_run, tmp_path):
         zf.writestr("__MACOSX/top/._x.csv", b"junk")
     zsrc = list_weld_sources(zpath)
     assert [s.weld_id for s in zsrc] == [w.weld_id for w in load_welds(zpath)] == good_ids[:2]
-    assert [weld_digest(read_source(s)) for s in zsrc] == [digests[i] for i in good_ids[:2]]
+    assert [source_digest(*read_source(s)) for s in zsrc] == [digests[i] for i in good_ids[:2]]
     zout = tmp_path / "zip" / "results.parquet"
     run_batch(world["ck"], zpath, zout, workers=0)          # read from the zip: same rows, same numbers
     from_zip, from_folder = read_results(zout), read_results(first_run[0])
@@ -138,8 +137,8 @@ def test_rows_schema_values_and_error_rows(world, first_run):
     assert any("ETA" in line for line in seen) and seen[-1].startswith(f"batch: {GOOD + 2}/{GOOD + 2} welds")
     df = read_results(out)
     assert len(df) == 2 * (GOOD + 2) and not df.duplicated(["source", "checkpoint_sha256"]).any()
-    for col in ["weld_id", "weld_digest", "checkpoint_sha256", "class_code", "class_name", "truth", "predicted",
-                "predicted_prob", "efficiency_gap", "top_modality", "error", "maps_file", "maps_index",
+    for col in ["weld_id", "weld_digest", "checkpoint_sha256", "class_code", "class_name", "truth", "notes",
+                "predicted", "predicted_prob", "efficiency_gap", "top_modality", "error", "maps_file", "maps_index",
                 "attn_t1_sensor_entropy", "attn_t0_video_peak", "attn_t0_audio_peak_time",
                 "attn_t1_sensor_mass_in_truth"] + [f"{k}_{m}" for k in ("shapley", "leave_one_out", "attention",
                                                                        "relevance") for m in MODALITIES]:
@@ -153,8 +152,10 @@ def test_rows_schema_values_and_error_rows(world, first_run):
     assert bad[bad.weld_id == BAD_CSV].weld_digest.notna().all()      # read fine, failed to decode
     assert bad[bad.weld_id == AMBIGUOUS].error.str.contains("ambiguous").all()
     assert bad.shapley_video.isna().all() and bad.maps_file.isna().all()
+    assert bad.notes.isna().all()      # never decoded: nothing known about what was left out
 
     ok = df[df.error.isna()]
+    assert (ok.notes == "").all()      # every file read
     probs = ok[[c for c in df.columns if c.startswith("prob_")]].to_numpy(float)
     assert np.allclose(np.nansum(probs, 1), 1.0)
     assert (ok.efficiency_gap.abs() < 1e-6).all()

@@ -59,6 +59,7 @@ from ..explain.summaries import summary_row
 from ..explain.welds import explain_welds
 from ..io.containers import iter_welds
 from ..io.features import FeatureBatch
+from ..io.limits import DEFAULT_LIMITS, Limits
 from ..io.weld import Weld
 from ..models.checkpoint import LoadedCheckpoint, load_checkpoint
 from ..vocab import MODALITIES
@@ -381,28 +382,31 @@ def run_batch(checkpoints: Sequence[str | os.PathLike], samples: str | os.PathLi
               baseline: str = "drop-attention", target: str = "auto", heads: int | None = None,
               chunk_rows: int = DEFAULT_CHUNK_ROWS, maps: bool = True, threads: int | None = None,
               progress: Report | None = None, config: str | os.PathLike | None = None,
-              backbone_dir: str | os.PathLike | None = None, device: str | None = None) -> BatchSummary:
+              backbone_dir: str | os.PathLike | None = None, device: str | None = None,
+              limits: Limits = DEFAULT_LIMITS) -> BatchSummary:
     """Explain every weld under `samples` with every checkpoint into `out` (Parquet), resuming.
 
     `workers`: decoding processes (local; 0 = decode in this process) or CPUs of a locally
     started Ray. `threads`: torch threads of the model side (default 1; numbers do not depend
     on it; upstream's encoders get all CPUs by default). `progress(p, final)` is called as welds
     finish and as `p.notes` grow. `config` (head count), `backbone_dir` and `device` (upstream's
-    encoders) as `load_checkpoint` takes them. Raises InputError for bad arguments or inputs
-    (a checkpoint whose encoders cannot be built, too); a bad weld becomes a row with `error` set.
+    encoders) as `load_checkpoint` takes them. `limits`: the readers' budget, as `load_welds`
+    takes it. Raises InputError for bad arguments or inputs (a checkpoint whose encoders cannot
+    be built, too); a bad weld becomes a row with `error` set, and a weld with one unreadable
+    file a row without that modality whose `notes` say which file and why.
     """
     _check_settings(engine, ray_address, baseline, target, chunk_rows, checkpoints, device)
     given = workers
     workers = _workers(workers, engine, ray_address)
     cks = _load_checkpoints(checkpoints, heads, config=_opt_str(config), backbone_dir=_opt_str(backbone_dir),
                             device=device)
-    sources = list_weld_sources(samples)
+    sources = list_weld_sources(samples, limits)
     settings = {"baseline": baseline, "target": target, "maps": maps}
     store = ResultStore(out)
     store.open(settings)
     schema = table_schema([label for c in cks for label in c.class_labels], max(c.tokens for c in cks))
     state = PrepState(configs={c.config_key: c.prep_config for c in cks},
-                      checkpoints=[(c.sha256, c.config_key) for c in cks], done=store.done_keys())
+                      checkpoints=[(c.sha256, c.config_key) for c in cks], done=store.done_keys(), limits=limits)
     prog = Progress(total=len(sources))
     writer = ChunkWriter(store, schema, chunk_rows)
     report = progress or (lambda p, final=False: None)

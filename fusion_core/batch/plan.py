@@ -3,9 +3,15 @@ file, and each one read, hashed, decoded and preprocessed into what the model si
 
 Grouping, weld ids, file choice and the zip-entry safety rule are the readers' own
 (`fusion_core.io.layout`, `fusion_core.io.containers`), applied to paths; the bytes are
-decoded by the readers' `decode_weld`. `prepare_source` runs in the decoding worker
-processes (`init_worker` + `worker_prepare` for the local engine, `ray_prepare` for Ray):
-this module imports no more than they need, since every spawned worker imports it.
+decoded by the readers' `decode_weld`. A weld is read by the readers' rule too: a file with a
+problem of its own (not a regular file, unreadable, a corrupt zip entry, over its kind's byte
+limit: a sensor CSV, truth.json) is left unread and handed to `decode_weld(unread=...)`, so
+its modality is absent with the reason in `Weld.unreadable` (and in the row's `notes`); the
+weld's own budget, a bad layout and a weld with nothing readable still make an error row.
+
+`prepare_source` runs in the decoding worker processes (`init_worker` + `worker_prepare` for
+the local engine, `ray_prepare` for Ray): this module imports no more than they need, since
+every spawned worker imports it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import os
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -22,7 +29,9 @@ import torch
 
 from ..errors import InputError
 from ..explain.summaries import truth_windows
-from ..io.containers import check_zip_entry, decode_weld, read_disk_file, zip_members
+from ..explain.welds import unreadable_notes
+from ..io.containers import (UnreadableFile, check_zip_entry, decode_weld, read_disk_file, read_limit_words,
+                             zip_members)
 from ..io.layout import folder_rels, group, is_junk, kind_of, natural, plan_weld, weld_digest, weld_id_of
 from ..io.limits import DEFAULT_LIMITS, Limits
 from ..io.weld import Weld
@@ -110,8 +119,8 @@ def list_weld_sources(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) 
 _ZIPS: dict[str, zipfile.ZipFile] = {}   # per process: one open handle per zip
 
 
-def _read_file(src: WeldSource, member: str, budget: int, limits: Limits) -> bytes:
-    return read_disk_file(Path(src.container) / member, budget, f"the {budget:,} bytes this file may take")
+def _read_file(src: WeldSource, member: str, most: int, what: str, limits: Limits) -> bytes:
+    return read_disk_file(Path(src.container) / member, most, what)
 
 
 def _open_zip(container: str) -> zipfile.ZipFile:
@@ -124,46 +133,82 @@ def _open_zip(container: str) -> zipfile.ZipFile:
     return zf
 
 
-def _read_entry(src: WeldSource, member: str, budget: int, limits: Limits) -> bytes:
+def _read_entry(src: WeldSource, member: str, most: int, what: str, limits: Limits) -> bytes:
+    """A zip entry's bytes, as the readers read it: a problem of the entry's own (corrupt, over
+    `most`) is an `UnreadableFile`; an entry that is hostile (encrypted, a zip-bomb ratio,
+    inflating past its declared size) refuses the weld."""
     where = f"{src.container}/{member}"
     zf = _open_zip(src.container)
     try:
         info = zf.getinfo(member)
-        check_zip_entry(info, where, limits)
-        if info.file_size > budget:
-            raise InputError(where, f"{info.file_size:,} bytes, more than the {budget:,} this file may take "
-                                    "(per-kind and per-weld limits)")
+    except KeyError as e:
+        raise UnreadableFile(where, f"corrupt zip entry ({e})") from None
+    check_zip_entry(info, where, limits)
+    if info.file_size > most:
+        raise UnreadableFile(where, f"{info.file_size:,} bytes, more than {what}", info.file_size)
+    try:
         with zf.open(info) as fh:
             data = fh.read(info.file_size + 1)   # inflate at most one byte past the declared size
-    except InputError:
-        raise
-    except (KeyError, zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
-        raise InputError(where, f"corrupt zip entry ({e})") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+        raise UnreadableFile(where, f"corrupt zip entry ({e})") from None
+    if len(data) > info.file_size:
+        raise InputError(where, "inflates to more bytes than its declared size")
     if len(data) != info.file_size:
-        raise InputError(where, f"corrupt zip entry ({len(data)} bytes, {info.file_size} declared)")
+        raise UnreadableFile(where, f"corrupt zip entry ({len(data)} bytes, {info.file_size} declared)")
     return data
 
 
-def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> dict[str, bytes]:
-    """The bytes of a weld's chosen files, keyed by their digest names."""
+# What the readers call a kind's own byte limit (`Limits.file_bytes`) in their messages: the
+# text is part of the weld digest of a weld with such a file (`layout.weld_digest`), so it is
+# the readers' word for word.
+def read_source(src: WeldSource, limits: Limits = DEFAULT_LIMITS) -> tuple[dict[str, bytes], dict[str, InputError]]:
+    """(the bytes of a weld's chosen files, why the others could not be read), both keyed by
+    digest name; the readers' rule (`fusion_core.io.containers`): each file is refused by its
+    size before it is read when it would pass its kind's limit or what is left of the weld's.
+    A file over its kind's own limit, or with a problem of its own (`UnreadableFile`), is left
+    unread (its reason names it relative to the container, as rows do); over the weld's budget,
+    or a bad layout, the weld is refused (InputError)."""
     if src.problem:
         raise InputError(src.where, src.problem)
     read = _read_entry if src.is_zip else _read_file
     blobs: dict[str, bytes] = {}
+    unread: dict[str, InputError] = {}
     left = limits.max_weld_bytes
     for name, member in src.files:
-        data = read(src, member, min(limits.file_bytes(kind_of(PurePosixPath(name).name)), left), limits)
+        kind = kind_of(PurePosixPath(name).name)
+        own = limits.file_bytes(kind)
+        own_words, what = read_limit_words(kind, own, left, limits)
+        try:
+            data = read(src, member, min(own, left), what, limits)
+        except UnreadableFile as e:
+            # Named relative to --samples, as the rows name files (`_weld_error`).
+            if e.size is None:
+                unread[name] = InputError(member, e.problem)
+                continue
+            if e.size > own and own < limits.max_weld_bytes:   # its own limit, not the weld's
+                unread[name] = InputError(member, f"{e.size:,} bytes, more than {own_words}")
+                continue
+            raise
         left -= len(data)
         blobs[name] = data
-    return blobs
+    return blobs, unread
 
 
-def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS, **read_options) -> Weld:
-    """A `Weld` from bytes `read_source` gave (through the readers' own decoding); `read_options`:
-    `max_frames`, `max_side`, `image_max_side` as `load_welds` takes them."""
+def source_digest(blobs: dict[str, bytes], unread: dict[str, InputError]) -> str:
+    """The weld digest of what `read_source` gave: the readers' (`Weld.digest`), unread files included."""
+    return weld_digest(blobs, {name: e.problem for name, e in unread.items()})
+
+
+def decode_source(src: WeldSource, blobs: dict[str, bytes], limits: Limits = DEFAULT_LIMITS,
+                  unread: dict[str, InputError] | None = None, **read_options) -> Weld:
+    """A `Weld` from what `read_source` gave (through the readers' own decoding): the files left
+    unread are absent with their reasons (`Weld.unreadable`, files named relative to the
+    container, as rows name them); `read_options`: `max_frames`, `max_side`, `image_max_side`
+    as `load_welds` takes them."""
+    members = dict(src.files)
     return decode_weld(src.weld_id, src.where,
-                       [(name, PurePosixPath(name).name, data) for name, data in blobs.items()], limits=limits,
-                       images_skipped=src.images_skipped, **read_options)
+                       [(name, members.get(name, PurePosixPath(name).name), data) for name, data in blobs.items()],
+                       limits=limits, images_skipped=src.images_skipped, unread=unread, **read_options)
 
 
 # =========================================================================== preparing (workers)
@@ -210,7 +255,8 @@ def _weld_error(src: WeldSource, e: InputError) -> str:
 def source_meta(src: WeldSource) -> dict:
     """What rows say about a weld before it is read (the rest is filled in as it is)."""
     return {"weld_id": src.weld_id, "source": src.source, "weld_digest": None, "truth": None,
-            "class_code": weld_class(src.weld_id, None), "duration_s": None, "present": None, "windows": []}
+            "class_code": weld_class(src.weld_id, None), "duration_s": None, "present": None, "notes": None,
+            "windows": []}
 
 
 def error_prep(meta: dict, state: PrepState, error: str) -> dict:
@@ -241,13 +287,13 @@ def prepare_source(src: WeldSource, state: PrepState) -> dict:
 
 def _prepare(src: WeldSource, state: PrepState, meta: dict) -> dict:
     """`prepare_source` for a weld that reads; fills `meta` in as it goes (an error keeps what is known)."""
-    blobs = read_source(src, state.limits)
-    digest = meta["weld_digest"] = weld_digest(blobs)
+    blobs, unread = read_source(src, state.limits)
+    digest = meta["weld_digest"] = source_digest(blobs, unread)
     needs = [sha for sha, _ in state.checkpoints if (digest, sha) not in state.done]
     if not needs:
         return {"status": "skip", "meta": meta, "needs": []}
     keys = list(dict.fromkeys(k for sha, k in state.checkpoints if sha in needs))
-    items = _items(src, blobs, state, keys, meta)
+    items = _items(src, blobs, unread, state, keys, meta)
     return {"status": "ok", "meta": meta, "needs": needs, "items": items}
 
 
@@ -255,7 +301,8 @@ def _read_options(config: dict) -> dict:
     return dict(config.get("read_options") or {}) if is_upstream(config) else {}
 
 
-def _items(src: WeldSource, blobs: dict[str, bytes], state: PrepState, keys: list[str], meta: dict) -> dict:
+def _items(src: WeldSource, blobs: dict[str, bytes], unread: dict[str, InputError], state: PrepState,
+           keys: list[str], meta: dict) -> dict:
     """Per config key, what the model side needs of the weld: the built-in encoders' inputs, or
     (upstream's encoders) the weld itself, decoded as those encoders read it. A weld is decoded
     once per set of read options; `meta` comes from the first decode."""
@@ -266,7 +313,7 @@ def _items(src: WeldSource, blobs: dict[str, bytes], state: PrepState, keys: lis
         opts = _read_options(config)
         tag = json.dumps(opts, sort_keys=True)
         if tag not in decoded:
-            decoded[tag] = decode_source(src, blobs, state.limits, **opts)
+            decoded[tag] = decode_source(src, blobs, state.limits, unread, **opts)
             if len(decoded) == 1:
                 _weld_meta(decoded[tag], meta)
         if is_upstream(config):
@@ -283,7 +330,8 @@ def _weld_meta(weld: Weld, meta: dict) -> None:
     duration = float(weld.duration)
     meta.update(truth=json.dumps(truth, sort_keys=True, separators=(",", ":")) if truth is not None else None,
                 class_code=weld_class(weld.weld_id, truth), duration_s=duration if duration > 0 else 1.0,
-                present=",".join(weld.present), windows=truth_windows(truth))
+                present=",".join(weld.present), windows=truth_windows(truth),
+                notes="; ".join(unreadable_notes([weld])))
 
 
 # =========================================================================== worker glue

@@ -15,14 +15,19 @@ are tried again. After each run the chunks are consolidated into `results.parque
 sorted by checkpoint and weld id; per (source, checkpoint) the newest row wins.
 
 Columns (per row): ids and class (weld_id, source, weld_digest, checkpoint, checkpoint_sha256,
-checkpoint_epoch, class_code, class_name, truth as JSON, duration_s, present), error,
+checkpoint_epoch, class_code, class_name, truth as JSON, duration_s, present), notes, error,
 target, baseline, predicted, predicted_code, predicted_prob, correct, target_value,
 efficiency_gap, top_modality (by Shapley), truth_window_share, prob_<class>,
 <method>_<modality> for every method of `fusion_core.explain.methods.METHODS` (shapley,
 leave_one_out, attention, relevance); relevance_in_truth_<m> (time modalities), and per
 fusion token t and modality m attn_t<t>_<m>_{entropy (nats, head-mean attention), peak
 (token index), peak_time (s, centre of the peak token), mass_in_truth}; maps_file,
-maps_index. Empty where they do not apply. What the columns after the ids say about an
+maps_index. Empty where they do not apply. `notes`: what the readers left out of the weld
+and why, "; "-joined (`fusion_core.explain.welds.unreadable_notes`: "video unreadable,
+treated as absent: <file>: <problem>", files named relative to --samples); "" for a weld read
+whole, null where the weld was never decoded (most error rows) and in rows written before
+the column existed (`read_results` gives such tables the column, null; a resumed run keeps
+their rows, and only its new rows say). What the columns after the ids say about an
 explanation is `fusion_core.explain.summaries.summary_row`.
 
 Sidecar `maps-NNNNNN.npz` (a plain zip of .npy files, np.load reads it; written with fixed
@@ -74,7 +79,7 @@ Pair = tuple[dict, dict | None]   # a row and its maps (`weld_maps`; None: none 
 
 BASE_COLUMNS: tuple[str, ...] = (
     "weld_id", "source", "weld_digest", "checkpoint", "checkpoint_sha256", "checkpoint_epoch",
-    "class_code", "class_name", "truth", "duration_s", "present", "error", "target", "baseline",
+    "class_code", "class_name", "truth", "duration_s", "present", "notes", "error", "target", "baseline",
     "predicted", "predicted_code", "predicted_prob", "correct", "target_value", "efficiency_gap",
     "top_modality", "truth_window_share",
 )
@@ -83,7 +88,7 @@ TAIL_COLUMNS: tuple[str, ...] = ("maps_file", "maps_index")
 
 def _column_types() -> dict:
     t = {c: pa.string() for c in ("weld_id", "source", "weld_digest", "checkpoint", "checkpoint_sha256",
-                                   "class_name", "truth", "present", "error", "target", "baseline",
+                                   "class_name", "truth", "present", "notes", "error", "target", "baseline",
                                    "predicted", "top_modality", "maps_file")}
     t.update({c: pa.int32() for c in ("checkpoint_epoch", "class_code", "predicted_code", "maps_index")})
     t.update({c: pa.float64() for c in ("duration_s", "predicted_prob", "target_value", "efficiency_gap",
@@ -147,7 +152,7 @@ def id_row(meta: dict, ck, baseline: str) -> dict:
             "checkpoint": ck.name, "checkpoint_sha256": ck.sha256, "checkpoint_epoch": ck.epoch,
             "class_code": code, "class_name": CLASS_NAMES.get(code) if code is not None else None,
             "truth": meta.get("truth"), "duration_s": meta.get("duration_s"), "present": meta.get("present"),
-            "baseline": baseline}
+            "notes": meta.get("notes"), "baseline": baseline}
 
 
 def weld_maps(exp: Explanation, b: int) -> dict[str, np.ndarray]:
@@ -272,13 +277,14 @@ class ResultStore:
         os.replace(tmp, self.dir / name)
 
     def consolidated(self) -> pa.Table | None:
-        """All chunks as one pyarrow Table: newest row per (source, checkpoint), sorted."""
+        """All chunks as one pyarrow Table: newest row per (source, checkpoint), sorted; every
+        column of the current format (a chunk written before one was added: null there)."""
         parts = self.row_parts()
         if not parts:
             return None
+        # Chunks of an earlier version lack the columns added since: null there (`with_added_columns`).
         table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
-        names = sorted(table.column_names, key=column_rank)
-        table = table.select(names)
+        table = with_added_columns(table.select(sorted(table.column_names, key=column_rank)))
         cols = table.select(["source", "checkpoint_sha256", "checkpoint", "weld_id"]).to_pydict()
         latest: dict[tuple, int] = {}
         for i, key in enumerate(zip(cols["source"], cols["checkpoint_sha256"])):
@@ -325,10 +331,25 @@ class ChunkWriter:
 
 # =========================================================================== reading
 
+# Columns added to the format since its first tables: (name, type). A table written before
+# one of them gets it, null (its rows did not say), where `column_rank` puts it.
+ADDED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (("notes", pa.string()),)
+
+
+def with_added_columns(table: pa.Table) -> pa.Table:
+    """The table with every `ADDED_COLUMNS` column it lacks, null, where `column_rank` puts it
+    (the other columns stay where they are)."""
+    for n, t in ADDED_COLUMNS:
+        if n not in table.column_names:
+            at = sum(column_rank(c) < column_rank(n) for c in table.column_names)
+            table = table.add_column(at, pa.field(n, t), pa.nulls(table.num_rows, type=t))
+    return table
+
+
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """Integers and booleans stay what they are where error rows leave gaps (pandas' <NA>)."""
     nullable = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-    return table.to_pandas(types_mapper=nullable.get)
+    return with_added_columns(table).to_pandas(types_mapper=nullable.get)
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -336,7 +357,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
     Reads `results.parquet`; when its chunk folder holds newer chunks (a run still going,
     or one that was killed), the table is rebuilt from the chunks instead. Integer and
-    boolean columns are pandas' nullable types (error rows leave them <NA>). `df.attrs`
+    boolean columns are pandas' nullable types (error rows leave them <NA>). A table written
+    before a column was added (`ADDED_COLUMNS`: `notes`) has it, null. `df.attrs`
     carries `maps_dir`, the folder `read_maps` looks in.
     """
     p = Path(path)

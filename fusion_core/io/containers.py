@@ -380,6 +380,16 @@ def _chosen(d: str, files: list[_File], weld_id: str, container: str,
 _KIND_WORDS = {"sensor": "a sensor CSV", "truth": "truth.json"}
 
 
+def read_limit_words(kind: str | None, own: int, left: int, limits: Limits) -> tuple[str, str]:
+    """(the words for a file kind's own byte limit, the words for the limit a read of it is
+    held to now: its own, or what is left of the weld's). Both go into messages, and the
+    first into the weld digest of a file left unread, so every reader must use these."""
+    own_words = f"the limit of {own:,} for {_KIND_WORDS.get(kind, 'one file')}"
+    what = own_words if own < left else \
+        f"what is left of the {limits.max_weld_bytes:,} bytes one weld's files may take"
+    return own_words, what
+
+
 def _kind(name: str) -> str | None:
     return kind_of(PurePosixPath(name).name)
 
@@ -397,9 +407,7 @@ def _read_blobs(picked: list[tuple[str, _File]],
     for name, f in picked:
         kind = _kind(name)
         own = limits.file_bytes(kind)
-        own_words = f"the limit of {own:,} for {_KIND_WORDS.get(kind, 'one file')}"
-        what = own_words if own < left else \
-            f"what is left of the {limits.max_weld_bytes:,} bytes one weld's files may take"
+        own_words, what = read_limit_words(kind, own, left, limits)
         try:
             data = f.read(min(own, left), what)
         except UnreadableFile as e:
