@@ -26,7 +26,7 @@ _IDLE_JS = """n => {
   return plots.length >= n && plots.every(el => el.querySelector('.main-svg'));
 }"""
 
-PAGES = (("explore", "/", 8), ("compare", "/compare", 9), ("dataset", "/dataset", 3))
+PAGES = (("explore", "/", 7), ("compare", "/compare", 9), ("dataset", "/dataset", 3))
 DEFAULT_WIDTH = 1400
 
 

@@ -25,11 +25,16 @@ def target_unit(target: str, class_names: Sequence[str] | None = None) -> str:
     return {"anomaly": "Δ distance to the good welds", "cosine": "Δ cosine similarity"}.get(target, f"Δ {target}")
 
 
+def short_unit(unit: str | None) -> str:
+    """The axis-title form of `target_unit` ("Δ logit of porosity" → "Δ logit")."""
+    return " ".join((unit or "target units").split()[:2])
+
+
 def axis_unit(method: str, target_unit_text: str | None) -> str:
-    """x-axis title of a method's panel: the target's unit, or "share" for shares."""
+    """x-axis title of a method's panel: the target's unit (short), or "share" for shares."""
     if method in METHODS and METHODS[method].unit == "share":
-        return "share (sums to 1)"
-    return target_unit_text or "target units"
+        return "share"
+    return short_unit(target_unit_text)
 
 
 def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence[bool] | np.ndarray, *,
@@ -43,7 +48,7 @@ def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence
     if not methods:
         return empty_figure("no contributions for this model")
     fig = make_subplots(rows=1, cols=len(methods), subplot_titles=[wrap_label(method_label(m), 12) for m in methods],
-                        horizontal_spacing=0.06, shared_yaxes=True)
+                        horizontal_spacing=0.1, shared_yaxes=True)
     present = np.asarray(present, dtype=bool)
     for i, method in enumerate(methods, start=1):
         v = np.asarray(contributions[method], dtype=np.float64)
@@ -59,24 +64,25 @@ def contribution_bars(contributions: Mapping[str, np.ndarray], present: Sequence
                 cliponaxis=False, hovertemplate="%{y}: %{x:.4g}<extra>" + method_label(method) + "</extra>",
                 showlegend=False), row=1, col=i)
         lo, hi = float(min(0.0, v.min())), float(max(0.0, v.max()))
-        pad = 0.35 * (hi - lo or 1.0)
-        fig.update_xaxes(range=[lo - (pad if lo < 0 else 0), hi + pad], zeroline=True, zerolinecolor="#888",
-                         nticks=4, row=1, col=i, title=dict(text=wrap_label(axis_unit(method, unit), 22),
-                                                             font=dict(size=11)))
+        pad = 0.6 * (hi - lo or 1.0)        # room for the value labels, inside the panel
+        fig.update_xaxes(range=[lo - (pad if lo < 0 else 0), hi + (pad if hi > 0 else 0)], zeroline=True, zerolinecolor="#888",
+                         nticks=3, row=1, col=i, title=dict(text=axis_unit(method, unit), font=dict(size=11)))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(MODALITIES))
     sub = [title] if title else []
+    if unit and any(METHODS[m].unit != "share" for m in methods if m in METHODS):
+        sub.append(f"Shapley and leave-one-out in {unit}; shares sum to 1")
     if baseline:
         sub.append(f"absent modality = {baseline}")
     if efficiency_gap is not None:
         sub.append(f"Shapley efficiency gap {efficiency_gap:.1e}")
     fig.update_annotations(font=dict(size=12))
-    return layout(fig, None, 300, margin=dict(l=60, r=20, t=56, b=90)).add_annotation(
-        text="<br>".join(sub), xref="paper", yref="paper", x=0.0, y=-0.36, xanchor="left", yanchor="top",
+    return layout(fig, None, 330, margin=dict(l=60, r=20, t=56, b=118)).add_annotation(
+        text="<br>".join(sub), xref="paper", yref="paper", x=0.0, y=-0.3, xanchor="left", yanchor="top",
         showarrow=False, font=dict(size=11, color="#666"))
 
 
 def token_contribution_figure(token_shapley: np.ndarray, present: Sequence[bool] | np.ndarray | None = None,
-                              title: str | None = "Shapley per fusion token") -> go.Figure:
+                              title: str | None = "Shapley per fusion token", unit: str | None = None) -> go.Figure:
     """(T, 4) per-token Shapley values as grouped bars (token on x, one bar per modality)."""
     ts = np.asarray(token_shapley, dtype=np.float64)
     if ts.size == 0:
@@ -90,8 +96,9 @@ def token_contribution_figure(token_shapley: np.ndarray, present: Sequence[bool]
     fig.update_layout(barmode="group", legend=dict(orientation="v", x=1.01, y=1, yanchor="top"))
     fig.update_xaxes(tickangle=0, tickvals=[f"token {t}" for t in range(T)], ticktext=[str(t) for t in range(T)],
                      title_text="fusion token")
-    fig.update_yaxes(zeroline=True, zerolinecolor="#888", title_text="Shapley")
-    return layout(fig, title, 290)
+    fig.update_yaxes(zeroline=True, zerolinecolor="#888", title_text=f"Shapley ({short_unit(unit)})" if unit
+                     else "Shapley")
+    return layout(fig, title, 260)
 
 
 def prediction_figure(class_names: Sequence[str], probabilities: np.ndarray, truth: str | None = None) -> go.Figure:

@@ -189,15 +189,15 @@ def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
     methods = [m for m in exp.contributions if m != "relevance"]
     if exp.has_attention and toggle_at.toggle("Also show the relevance share", key=f"{K}_relevance_share"):
         methods.append("relevance")
-    c = st.columns([3, 2])
     drawn["contributions"] = figs.contribution_bars({k: v[B] for k, v in exp.contributions.items()},
                                                     exp.present[B], methods=methods, baseline=exp.baseline,
                                                     efficiency_gap=float(exp.efficiency_gap[B]),
                                                     unit=target_unit(exp.target))
-    c[0].plotly_chart(drawn["contributions"], key=f"{K}_bars", **figs.CHART)
-    if exp.token_shapley.shape[1]:
-        drawn["token_contributions"] = figs.token_contribution_figure(exp.token_shapley[B], exp.present[B])
-        c[1].plotly_chart(drawn["token_contributions"], key=f"{K}_token_bars", **figs.CHART)
+    st.plotly_chart(drawn["contributions"], key=f"{K}_bars", **figs.CHART)
+    if exp.token_shapley.shape[1]:      # below, not beside: three panels need the full width at 1000 px
+        drawn["token_contributions"] = figs.token_contribution_figure(exp.token_shapley[B], exp.present[B],
+                                                                      unit=target_unit(exp.target))
+        st.plotly_chart(drawn["token_contributions"], key=f"{K}_token_bars", **figs.CHART)
 
 
 # --------------------------------------------------------------------------- display-driven views
