@@ -33,8 +33,8 @@ def test_default_compares_demo_early_with_demo_best_on_all_sample_welds(app, dat
     assert not any(c.startswith(("top_", "rank_rho", "delta_")) for c in cols)
     assert set(table["Truth"]) - {"unknown"}
     assert _metric(app, "Accuracy A").endswith("%") and _metric(app, "Accuracy B").endswith("%")
-    acc = _frame(app, "A accuracy")
-    assert {"True class", "Welds", "A accuracy", "B accuracy"} <= set(acc.columns) and acc["Welds"].sum() > 0
+    acc = _frame(app, "True class")
+    assert {"True class", "Welds", "A", "B"} <= set(acc.columns) and acc["Welds"].sum() > 0
     # three confusion matrices + delta + contributions + JSD + (A, B, B−A) per modality with attention
     assert len(charts(app)) >= 3 + 3 + 3 * 2
     flagged = int(_metric(app, "Flagged"))

@@ -171,9 +171,10 @@ def decisions(truth: list, table: pd.DataFrame) -> None:
     c[0].plotly_chart(figs.confusion_figure(cm_a, "A: confusion matrix"), key=f"{K}_cm_a", **figs.CHART)
     c[1].plotly_chart(figs.confusion_figure(cm_b, "B: confusion matrix"), key=f"{K}_cm_b", **figs.CHART)
     c = st.columns(2)
-    c[0].dataframe(acc, hide_index=True, key=f"{K}_class_acc", column_config={"A accuracy": pct, "B accuracy": pct},
-                   height=min(420, 38 + 35 * len(acc)))
-    c[1].plotly_chart(figs.confusion_difference_figure(cm_a, cm_b), key=f"{K}_cm_diff", **figs.CHART)
+    c[0].plotly_chart(figs.confusion_difference_figure(cm_a, cm_b), key=f"{K}_cm_diff", **figs.CHART)
+    c[1].dataframe(acc.rename(columns={"A accuracy": "A", "B accuracy": "B"}), hide_index=True,
+                   key=f"{K}_class_acc", column_config={"A": pct, "B": pct}, height=min(420, 38 + 35 * len(acc)))
+    c[1].caption("Accuracy per true class, A and B.")
     st.caption("Rows: true class; columns: predicted class; numbers are welds. B − A: blue cells gained welds "
                "in B, red cells lost them — on the diagonal, blue is better.")
 
@@ -244,16 +245,18 @@ def maps_ab(exp_a: Explanation, exp_b: Explanation, i: int, names: tuple[str, st
     if not maps:
         st.info("No attention maps to compare (a mean-pool model, or sequence shapes that differ between A and B).")
     label = figs.MAP_VALUE_LABELS[opts["kind"]]
+    if maps:
+        st.caption(f"Each row: A = {names[0]}, B = {names[1]}, and B − A (red: B attends more); T0… are the fusion "
+                   "tokens.")
     for m, (za, zb) in maps.items():
         st.markdown(f"**{m}**")
         zmin, zmax = all_range if opts["shared_all"] else shared_range([za, zb], opts["robust"])
         pos = positions_of(exp_a, m, i)
         row = st.columns(3)
-        drawn[f"{m}_A"] = figs.attention_heatmap(za, pos, title=names[0], zmin=zmin, zmax=zmax,
-                                                 colorscale=opts["cscale"], value_label=label)
-        drawn[f"{m}_B"] = figs.attention_heatmap(zb, pos, title=names[1], zmin=zmin, zmax=zmax,
-                                                 colorscale=opts["cscale"], value_label=label)
-        drawn[f"{m}_diff"] = figs.difference_heatmap(za, zb, pos, title="B − A")
+        short = dict(colorscale=opts["cscale"], value_label=label, token_label="T", zmin=zmin, zmax=zmax)
+        drawn[f"{m}_A"] = figs.attention_heatmap(za, pos, title=f"{m} · A", **short)
+        drawn[f"{m}_B"] = figs.attention_heatmap(zb, pos, title=f"{m} · B", **short)
+        drawn[f"{m}_diff"] = figs.difference_heatmap(za, zb, pos, title=f"{m} · B − A", token_label="T")
         for col, key in zip(row, ("A", "B", "diff")):
             col.plotly_chart(drawn[f"{m}_{key}"], key=f"{K}_{m}_{key}", **figs.CHART)
 
