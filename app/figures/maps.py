@@ -74,7 +74,12 @@ def hover_template(fields: Sequence[str], downsampled: bool, value_label: str) -
     return "<br>".join(parts) + "<extra></extra>"
 
 
-def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int = 5) -> dict:
+def _seconds(t: float, span: float) -> str:
+    """A tick label in seconds, as short as the span allows ("4 s" over 8 s, "0.25 s" over 1 s)."""
+    return f"{t:.0f}" if span >= 4 else (f"{t:.1f}" if span >= 0.4 else f"{t:.2f}")
+
+
+def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int = 4) -> dict:
     k = len(edges) - 1
     if positions is None or len(positions) != edges[-1] or k == 0:
         return {}
@@ -90,10 +95,12 @@ def _axis_ticks(positions: pd.DataFrame | None, edges: np.ndarray, n_ticks: int 
             first = np.flatnonzero(np.r_[True, np.diff(t0) != 0])
             step = max(1, int(math.ceil(len(first) / n_ticks)))
             first = first[::step]
-            return dict(tickvals=first.tolist(), ticktext=[f"{t0[i]:.1f}s" for i in first],
-                        title_text="time bin · patch →")
+            span = float(t0.max() - t0.min()) if len(t0) else 0.0
+            return dict(tickvals=first.tolist(), ticktext=[_seconds(t0[i], span) for i in first],
+                        title_text="time bin (s) →")
         ticks = np.unique(np.linspace(0, k - 1, min(k, n_ticks)).round().astype(int))
-        return dict(tickvals=ticks.tolist(), ticktext=[f"{t0[i]:.1f}s" for i in ticks], title_text="time →")
+        span = float(t0.max() - t0.min()) if len(t0) else 0.0
+        return dict(tickvals=ticks.tolist(), ticktext=[_seconds(t0[i], span) for i in ticks], title_text="time (s) →")
     return {}
 
 
@@ -101,7 +108,7 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
                       zmin: float | None = None, zmax: float | None = None, colorscale="Viridis",
                       zmid: float | None = None, max_cols: int | None = HEATMAP_MAX_COLS, agg: str = "max",
                       value_label: str = "attention", selected: tuple[int, int] | None = None,
-                      height: int | None = None, showscale: bool = True) -> go.Figure:
+                      height: int | None = None, showscale: bool = True, token_label: str = "token ") -> go.Figure:
     """Fusion token × position heatmap with a clickable overlay (one invisible point per cell).
 
     Columns beyond `max_cols` are binned (`agg`: max keeps peaks, sum keeps mass); the
@@ -139,7 +146,7 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
     title_text = ticks.pop("title_text", "position")
     fig.update_xaxes(title_text=title_text + (f"  ({S} positions in {k} columns)" if downsampled else ""),
                      range=[-0.5, k - 0.5], showgrid=False, zeroline=False, tickangle=0, **ticks)
-    fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"token {t}" for t in range(T)], autorange="reversed",
+    fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"{token_label}{t}" for t in range(T)], autorange="reversed",
                      showgrid=False, zeroline=False)
     return layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
                    clickmode="event+select", dragmode="zoom")
@@ -159,7 +166,7 @@ def cell_from_point(point: Mapping) -> dict | None:
 
 def difference_heatmap(za: np.ndarray, zb: np.ndarray, positions: pd.DataFrame | None = None, *,
                        title: str | None = None, max_cols: int | None = HEATMAP_MAX_COLS,
-                       value_label: str = "B − A") -> go.Figure:
+                       value_label: str = "B − A", token_label: str = "token ") -> go.Figure:
     """B − A on a symmetric diverging scale (red: B attends more)."""
     d = np.asarray(zb, dtype=np.float64) - np.asarray(za, dtype=np.float64)
     lim = float(np.nanmax(np.abs(d))) if d.size else 1.0
@@ -172,7 +179,7 @@ def difference_heatmap(za: np.ndarray, zb: np.ndarray, positions: pd.DataFrame |
         d = zd
     return attention_heatmap(d, positions if zd.shape[1] == np.asarray(za).shape[1] else None, title=title,
                              zmin=-lim, zmax=lim, zmid=0.0, colorscale="RdBu_r", max_cols=None,
-                             value_label=value_label)
+                             value_label=value_label, token_label=token_label)
 
 
 def js_heatmap(js: np.ndarray, title: str | None = "Jensen–Shannon divergence (A vs B)") -> go.Figure:
@@ -225,3 +232,73 @@ def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "pe
                              hovertemplate="%{x}: %{y:.4g}<extra></extra>"), row=1, col=i)
     fig.update_annotations(font=dict(size=12))
     return layout(fig, title, 230, margin=dict(l=50, r=20, t=50, b=30))
+
+
+# --------------------------------------------------------------------------- the time cursor
+
+CURSOR_COLOR = "#111111"
+CURSOR_HALO = "rgba(255,255,255,0.9)"     # under the line, so it shows on any colour scale
+
+
+def _cursor_line(fig: go.Figure, x: float, xref: str, yref: str) -> None:
+    for name, color, width in (("cursor halo", CURSOR_HALO, 4), ("cursor", CURSOR_COLOR, 1.6)):
+        fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, xref=xref, yref=yref, name=name,
+                      line=dict(color=color, width=width), layer="above")
+
+
+def time_columns(fig: go.Figure, t: float, positions: pd.DataFrame) -> list[tuple[float, float]]:
+    """Where time `t` falls on a heatmap drawn by `attention_heatmap` over these positions:
+    (first, last) displayed column of each run of columns whose positions cover t; first ==
+    last becomes a fractional column (the line sits at t within the position's span). Read
+    from the figure's click overlay (its customdata gives each column's positions), so it
+    holds for a binned map too. [] when no position covers t."""
+    if positions is None or "t0" not in positions.columns or "t1" not in positions.columns:
+        return []
+    t0 = positions["t0"].to_numpy(dtype=np.float64)
+    t1 = positions["t1"].to_numpy(dtype=np.float64)
+    last = len(t0) - 1
+    hit = np.flatnonzero((t0 <= t) & ((t < t1) | ((np.arange(len(t0)) == last) & (t <= t1))))
+    cells = next((tr for tr in fig.data if tr.name == "cells"), None)
+    if not len(hit) or cells is None:
+        return []
+    cd = np.asarray(cells.customdata, dtype=np.float64)
+    cols = np.asarray(cells.x, dtype=np.float64)
+    _, first = np.unique(cols, return_index=True)          # one overlay row per column (token 0's)
+    s0, s1 = cd[first, 1], cd[first, 2]
+    col_of = np.searchsorted(s0, hit, side="right") - 1
+    col_of = np.unique(col_of[(col_of >= 0) & (hit <= s1[np.clip(col_of, 0, len(s1) - 1)])])
+    if not len(col_of):
+        return []
+    runs = np.split(col_of, np.flatnonzero(np.diff(col_of) > 1) + 1)
+    if len(runs) == 1 and len(runs[0]) == 1:               # one column: the line sits at t within it
+        c = int(runs[0][0])
+        ta, tb = t0[int(s0[c]):int(s1[c]) + 1].min(), t1[int(s0[c]):int(s1[c]) + 1].max()
+        x = float(c - 0.5 + (np.clip((t - ta) / (tb - ta), 0.0, 1.0) if tb > ta else 0.5))
+        return [(x, x)]
+    return [(float(r[0]), float(r[-1])) for r in runs]
+
+
+def add_time_cursor(fig: go.Figure, t: float | None, positions: pd.DataFrame | None = None) -> go.Figure:
+    """A vertical line at time `t` (seconds) on every subplot of `fig`.
+
+    Without `positions`, the x axes are time (the sensor and audio figures). With them, `fig`
+    is a token × position heatmap (`attention_heatmap`) of a time-based modality (audio,
+    sensor, video): the line goes where `t` falls among the columns, and when several columns
+    cover t (a video time bin, one column per patch) they are outlined as a band."""
+    if t is None:
+        return fig
+    t = float(t)
+    if positions is None:
+        names = sorted(k for k in fig.layout.to_plotly_json() if k.startswith("yaxis")) or ["yaxis"]
+        for name in names:
+            anchor = fig.layout[name].anchor
+            _cursor_line(fig, t, anchor if anchor not in (None, "free") else "x", f"y{name[5:]} domain")
+        return fig
+    for a, b in time_columns(fig, t, positions):
+        if a == b:
+            _cursor_line(fig, a, "x", "y domain")
+        else:
+            fig.add_shape(type="rect", x0=a - 0.5, x1=b + 0.5, y0=0, y1=1, xref="x", yref="y domain",
+                          name="cursor", line=dict(color=CURSOR_COLOR, width=1.6), layer="above",
+                          fillcolor="rgba(255,255,255,0.15)")
+    return fig

@@ -28,7 +28,7 @@ from app.screens import explore_encoders as encoders
 from app.figures.contributions import target_unit
 from app.screens.explore_common import B, CELL, K, MapView
 from app.screens.explore_export import export
-from app.screens.explore_raw import cell_pictures, cell_signal, raw_weld
+from app.screens.explore_raw import cell_pictures, cell_signal, cursor_time, raw_weld, raw_weld_figures
 from app.widgets import WeldInput
 
 
@@ -255,17 +255,14 @@ def raw_tab(exp: Explanation, wi: WeldInput, view: MapView, drawn: dict) -> None
                    "weld's files.")
 
 
-def raw_weld_figures(exp: Explanation, wi: WeldInput, view: MapView) -> dict:  # replaced at integration
-    return {}
-
-
 def report_figures(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tuple[str, str], view: MapView,
                    drawn: dict) -> dict:
     """Every figure of the page for this weld and these display choices (for the report),
     built without drawing: those above, the heatmaps, the raw weld and faithfulness."""
     out = dict(drawn)
     for m in view.maps:
-        out[f"heatmap_{m}"] = heatmap_figure(exp, view, m, None)
+        out[f"heatmap_{m}"] = figs.add_time_cursor(heatmap_figure(exp, view, m, None), cursor_time(),
+                                                   positions_of(exp, m, B))
     if wi.weld is not None:
         out.update(raw_weld_figures(exp, wi, view))
     out.update(faithfulness_figures(ck, wi, exp, how, view))
@@ -336,6 +333,7 @@ def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
                 st.info(f"**{m}**: absent in this weld — no attention to show.")
                 continue
             drawn[f"heatmap_{m}"] = fig = heatmap_figure(exp, view, m, cell)
+            figs.add_time_cursor(fig, cursor_time(), positions_of(exp, m, B))
             st.plotly_chart(fig, key=f"{K}_hm_{m}", on_select="rerun", selection_mode="points", **figs.CHART)
     return cell
 
