@@ -170,7 +170,7 @@ def checkpoint_facts(ck: LoadedCheckpoint) -> None:
         parts.append(f"metric {i.metric:.3f}")
     parts.append(f"sha256 {i.sha256[:12]}")
     st.caption(" · ".join(parts))
-    with st.expander("Checkpoint facts"):
+    with st.popover("Checkpoint facts", width="stretch"):   # mounts its code block only when opened
         st.code("\n".join(i.summary_lines()), language=None, wrap_lines=True)
 
 

@@ -91,7 +91,11 @@ def _choose(page, label: str, option: str, where: str = "stMain") -> float:
         has=page.get_by_text(label, exact=True)).first
     box.locator("input").click()
     opt = page.get_by_role("option", name=option, exact=True)
-    opt.wait_for()
+    try:
+        opt.wait_for(timeout=1500)
+    except Exception:                      # noqa: BLE001 - focused but not opened: open it
+        page.keyboard.press("ArrowDown")
+        opt.wait_for()
     t0 = _now(page)
     opt.click()
     return t0
