@@ -65,6 +65,27 @@ def test_nothing_runs_before_the_cost_is_shown_then_progress_and_cost(app, monke
         assert f"{m} (" in note
     assert "ran," in note and " s " in note
     assert {"explore_bars", "explore_hm_video", "explore_hm_sensor"} <= {c.key for c in charts(app)}
+    # upstream's reader fed its video encoder the weld's photos: the raw views show those, and say so
+    app.session_state["explore_tab"] = "On the raw weld"
+    app.run()
+    assert problems(app) == [] and errors(app) == []
+    video = [c for c in charts(app) if c.key == "explore_video"]
+    assert video and "video input = the weld's photos" in video[0].proto.spec
+
+
+def test_video_tokens_index_the_photos_when_upstream_read_photos(data):
+    import numpy as np
+    import pandas as pd
+
+    from app import services
+    from app.screens.explore_raw import video_source
+
+    weld = services.weld_from_folder(weld_dirs(data)[1])
+    frames, times, note = video_source(weld, pd.DataFrame({"frame0": [0], "frame1": [1], "input": ["photos"]}))
+    assert note and times is None and len(frames) == len(weld.images)
+    np.testing.assert_array_equal(frames[2], weld.images[2])
+    frames, times, note = video_source(weld, pd.DataFrame({"frame0": [0], "frame1": [1], "input": ["video"]}))
+    assert note is None and frames is weld.video and times is weld.video_times
 
 
 def test_a_second_look_reads_the_feature_cache_and_asks_nothing(app, monkeypatch):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -88,10 +89,28 @@ class RawChoices:
 
 # --------------------------------------------------------------------------- a clicked cell
 
+PHOTOS_AS_VIDEO = ("upstream's video encoder read this weld's photos, not its video (its dataset code takes the "
+                   "frames from images/ when the weld has that folder): the tiles are those photos")
+
+
+def video_source(weld: Weld, vpos: pd.DataFrame | None) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """(frames, their times, a note) that the video tokens' frame0/frame1 index: the weld's
+    video, or — when the positions say `input: photos` (upstream's reader) — its photos."""
+    if vpos is not None and "input" in vpos.columns and (vpos["input"] == "photos").any() and weld.images:
+        h, w = weld.images[0].shape[:2]
+        frames = np.stack([im if im.shape[:2] == (h, w) else np.asarray(Image.fromarray(im).resize((w, h)))
+                           for im in weld.images])
+        return frames, None, PHOTOS_AS_VIDEO
+    return weld.video, weld.video_times, None
+
+
 def cell_pictures(weld: Weld, m: str, pos: pd.DataFrame, s0: int, s1: int) -> None:
-    if m == "video" and weld.video is not None:
+    frames, times, note = video_source(weld, pos) if m == "video" else (None, None, None)
+    if m == "video" and frames is not None:
         rows = pos.iloc[s0:s1 + 1]
-        st.plotly_chart(figs.frames_figure(weld.video, weld.video_times, int(rows["frame0"].min()),
+        if note:
+            st.caption(note)
+        st.plotly_chart(figs.frames_figure(frames, times, int(rows["frame0"].min()),
                                            int(rows["frame1"].max()), rows.to_dict("records"),
                                            title="frames of this token's time bin, patch outlined"),
                         key=f"{K}_cell_raw", **figs.CHART)
@@ -331,13 +350,15 @@ def audio_fig(exp: Explanation, weld: Weld, view: MapView, ch: RawChoices) -> go
 
 def video_fig(exp: Explanation, weld: Weld, view: MapView, ch: RawChoices) -> go.Figure | None:
     vpos = positions_of(exp, "video", B)
-    if weld.video is None or vpos is None:
+    frames, times, note = video_source(weld, vpos)
+    if frames is None or vpos is None:
         return None
     w = view.weights("video") if "video" in view.maps else np.zeros(len(vpos))
     where = "" if ch.t_range is None else f" in {ch.t_range[0]:.2f}–{ch.t_range[1]:.2f} s"
-    return figs.video_strip_figure(weld.video, w, vpos, colorscale=view.cscale, value_label=view.value_label,
-                                   px_width=STRIP_PX, t_range=ch.t_range, frame_times=weld.video_times,
-                                   cursor=ch.cursor, title=f"video{where}: one frame per time bin, ▶ = at the cursor")
+    what = "video input = the weld's photos (upstream's reader)" if note else "video"
+    return figs.video_strip_figure(frames, w, vpos, colorscale=view.cscale, value_label=view.value_label,
+                                   px_width=STRIP_PX, t_range=ch.t_range, frame_times=times,
+                                   cursor=ch.cursor, title=f"{what}{where}: one frame per time bin, ▶ = at the cursor")
 
 
 def photo_figs(exp: Explanation, weld: Weld, view: MapView, j: int) -> dict[str, go.Figure]:
