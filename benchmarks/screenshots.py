@@ -4,9 +4,9 @@
 
 Starts `streamlit run app/main.py` on a free port (offline: Chromium resolves no host but
 this one), opens Explore, Compare and Dataset with their defaults, waits until every chart
-has drawn, and writes explore.png, compare.png, dataset.png (full page) at 1400 px and
-explore_1000.png, compare_1000.png, dataset_1000.png at 1000 px (any width other than
-1400 gets its `_<width>` suffix).
+has drawn, and writes explore.png (its Attention maps tab), explore_raw.png (On the raw
+weld), explore_faithfulness.png, compare.png, dataset.png (full page) at 1400 px and the
+same with `_1000` at 1000 px (any width other than 1400 gets its `_<width>` suffix).
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ _IDLE_JS = """n => {
   return plots.length >= n && plots.every(el => el.querySelector('.main-svg'));
 }"""
 
-PAGES = (("explore", "/", 7), ("compare", "/compare", 9), ("dataset", "/dataset", 3))
+PAGES = (("explore", "/", 7), ("explore_raw", "/?view=On+the+raw+weld&weld=000303", 8),
+         ("explore_faithfulness", "/?view=Faithfulness&weld=000303", 6),
+         ("compare", "/compare", 9), ("dataset", "/dataset", 3))
 DEFAULT_WIDTH = 1400
 
 

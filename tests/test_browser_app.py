@@ -57,7 +57,7 @@ def _click_heatmap_cell(page, title: str, col: int, token: int) -> None:
 def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, tmp_path):
     page.goto("/")
     wait_for_app(page)
-    wait_for_plotly(page, 8)
+    wait_for_plotly(page, 7)          # prediction, contributions, per-token, 4 heatmaps (the open tab)
 
     # a checkpoint, uploaded
     ckpt = tmp_path / "uploaded-best.safetensors"
@@ -78,7 +78,7 @@ def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, 
         "input[type=file]").set_input_files(str(zipped))
     wait_for_app(page)
     page.get_by_role("heading", name=f"Weld {folder.name}").wait_for()
-    wait_for_plotly(page, 10)
+    wait_for_plotly(page, 7)
 
     # heatmaps (one per modality) and contribution bars are drawn
     drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
@@ -94,16 +94,26 @@ def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, 
     detail = page.get_by_role("heading", name="Selected: sensor, token 2")
     detail.wait_for()
     assert "position 20 ·" in detail.inner_text() and " s" in detail.inner_text()
-    wait_for_plotly(page, 12)
+    wait_for_plotly(page, 9)          # + the cell's per-head bars and its stretch of the sensor log
+
+    # the raw weld, in its own tab: only then are its charts drawn
+    page.get_by_role("tab", name="On the raw weld").click()
+    wait_for_app(page)
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el.layout
+        && el.layout.title && /sensor log/.test(el.layout.title.text || ''))""", timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    heat = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(el => (el.data || []).some(t => t.type === 'scatter' && t.name === 'cells')).length""")
+    assert heat == 0                  # the maps tab is not drawn while another is open
 
     # Compare, with both sample checkpoints
     page.get_by_test_id("stSidebarNav").get_by_text("Compare").click()
     wait_for_app(page)
     page.get_by_role("heading", name="Compare two checkpoints").wait_for()
     wait_for_plotly(page, 9)
-    sidebar = page.get_by_test_id("stSidebar")
-    assert sidebar.get_by_text("demo-early.safetensors").count() >= 1
-    assert sidebar.get_by_text("demo-best.safetensors").count() >= 1
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("Each row: A: demo-early.safetensors · B: demo-best.safetensors").first.wait_for(timeout=60_000)
+    assert "a=demo-early.safetensors" in page.url and "b=demo-best.safetensors" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page_log.page_errors == []
 
@@ -117,6 +127,10 @@ def test_explore_and_compare_fit_a_1000px_screen(page, page_log, data):
                                                            .getBoundingClientRect().width + 1)
         .map(el => (el.layout && el.layout.title && el.layout.title.text) || '?')"""
     page.goto("/")
+    wait_for_app(page)
+    wait_for_plotly(page, 7)
+    assert page.evaluate(too_wide) == []
+    page.get_by_role("tab", name="On the raw weld").click()
     wait_for_app(page)
     wait_for_plotly(page, 8)
     assert page.evaluate(too_wide) == []

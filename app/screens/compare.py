@@ -246,7 +246,7 @@ def maps_ab(exp_a: Explanation, exp_b: Explanation, i: int, names: tuple[str, st
         st.info("No attention maps to compare (a mean-pool model, or sequence shapes that differ between A and B).")
     label = figs.MAP_VALUE_LABELS[opts["kind"]]
     if maps:
-        st.caption(f"Each row: A = {names[0]}, B = {names[1]}, and B − A (red: B attends more); T0… are the fusion "
+        st.caption(f"Each row: {names[0]} · {names[1]} · B − A (red: B attends more); T0… are the fusion "
                    "tokens.")
     for m, (za, zb) in maps.items():
         st.markdown(f"**{m}**")
