@@ -103,7 +103,8 @@ def test_many_sessions_at_once_each_get_their_own_cli_results(browser, streamlit
         t1 = time.monotonic()
         # All sessions start before any is waited for: the server runs them side by side.
         for kind, what, pg in pages:
-            url = f"/?checkpoint={what[0]}&weld={what[1].name}" if kind == "explore" else "/compare"
+            url = (f"/?checkpoint={what[0]}&weld={what[1].name}&view=Report+%26+export" if kind == "explore"
+                   else "/compare")
             pg.goto(url, wait_until="commit")
         failures: list[str] = []
         for kind, what, pg in pages:
@@ -114,9 +115,9 @@ def test_many_sessions_at_once_each_get_their_own_cli_results(browser, streamlit
                 got = _download(pg, "Explanation (JSON)")
                 ref = want[(c, w.name)]
                 r = got["results"][0]
-                if r.get("checkpoint", {}).get("path", "").split("/")[-1] != f"{c}.safetensors":
-                    failures.append(f"{c}/{w.name}: page shows checkpoint {r.get('checkpoint')}")
-                if r.get("checkpoint", {}).get("sha256") != ref["checkpoint"]["sha256"]:
+                if got.get("checkpoint", {}).get("path", "").split("/")[-1] != f"{c}.safetensors":
+                    failures.append(f"{c}/{w.name}: page shows checkpoint {got.get('checkpoint')}")
+                if got.get("checkpoint", {}).get("sha256") != ref["checkpoint"]["sha256"]:
                     failures.append(f"{c}/{w.name}: checkpoint sha differs")
                 for key in EXACT_KEYS:
                     _same(r.get(key), ref["results"][0].get(key), f"{c}/{w.name}:{key}", failures)
