@@ -351,6 +351,8 @@ def test_the_page_moves_the_cursor_keeps_it_across_tabs_and_draws_the_reference(
     first = good_weld_folders()[0].name
     names = [t.get("name") for t in _chart(at, "explore_sensor")["data"] if t.get("showlegend")]
     assert f"reference: {first}" in names
+    beside = _chart(at, "explore_photo_reference")["layout"]["title"]["text"]
+    assert beside.startswith(f"good weld {first}: photo 1 of ")
 
 
 def test_raw_figures_build_every_view_of_a_sample_weld_for_the_report(data):
@@ -370,7 +372,7 @@ def test_raw_figures_build_every_view_of_a_sample_weld_for_the_report(data):
     lim = parse_procedure_limits(json.dumps({"Primary Weld Current": {"min": 160, "max": 240}}), "x")
     got = raw_figures(exp, weld, view, RawChoices(t_range=(1.0, 3.0), cursor=2.0, reference=ref, limits=lim,
                                                   photo=1))
-    assert set(got) == {"sensor", "audio", "video", "photo", "photos"}
+    assert set(got) == {"sensor", "audio", "video", "photo", "photos"} | ({"reference_photo"} if ref else set())
     assert {s.x0 for s in got["sensor"].layout.shapes if s.name == "cursor"} == {2.0}
     assert list(got["sensor"].layout.xaxis.range) == [1.0, 3.0]
     assert any("Primary Weld Current (A)</b> · " in a.text for a in got["sensor"].layout.annotations)
@@ -383,3 +385,6 @@ def test_raw_figures_build_every_view_of_a_sample_weld_for_the_report(data):
     assert [float(a) for a, _ in spans] == pytest.approx(inside["t0"].tolist(), abs=0.006)
     if ref is not None:
         assert any(t.legendgroup == "reference" for t in got["sensor"].data)
+        # The good weld's photo of the same index, plain (no attention overlay, no truth boxes).
+        assert got["reference_photo"].layout.title.text == f"good weld {ref.weld_id}: photo 2 of {len(ref.images)}"
+        assert [t.type for t in got["reference_photo"].data] == ["image"] and not got["reference_photo"].layout.shapes

@@ -239,7 +239,7 @@ def reference_picker(weld: Weld, where=None) -> Weld | None:
     st.session_state.setdefault(REF_ON, False)
     on = where.toggle("Good weld beside", key=REF_ON,
                       help="Draw a good weld (class 00) of the data folder faintly under this one's sensor "
-                           "traces and audio, aligned at the start.")
+                           "traces and audio, aligned at the start, and its photo beside the large one.")
     if not on:
         return None
     names = [p.name for p in good_weld_folders(exclude=weld.weld_id)]
@@ -361,15 +361,25 @@ def video_fig(exp: Explanation, weld: Weld, view: MapView, ch: RawChoices) -> go
                                    cursor=ch.cursor, title=f"{what}{where}: one frame per time bin, ▶ = at the cursor")
 
 
-def photo_figs(exp: Explanation, weld: Weld, view: MapView, j: int) -> dict[str, go.Figure]:
-    """Photo j large and all photos small (the shown one framed), on one colour scale."""
+def photo_figs(exp: Explanation, weld: Weld, view: MapView, j: int,
+               reference: Weld | None = None) -> dict[str, go.Figure]:
+    """Photo j large and all photos small (the shown one framed), on one colour scale; with a
+    reference weld that has photos, its photo j (or its last) as large beside it, plain."""
     n = len(weld.images)
     w, pos = view.weights("image"), positions_of(exp, "image", B)
     regions = (weld.truth or {}).get("regions", [])
     common = dict(image_sizes=weld.image_sizes, regions=regions, colorscale=view.cscale,
                   value_label=view.value_label, px_width=STRIP_PX)
+    out, large = {}, common
+    if reference is not None and reference.images:
+        k = min(j, len(reference.images) - 1)
+        large = dict(common, px_width=STRIP_PX // 2)
+        out["reference_photo"] = figs.photo_figure(
+            reference.images, k, None, None, image_sizes=reference.image_sizes, colorscale=view.cscale,
+            px_width=STRIP_PX // 2, title=f"good weld {reference.weld_id}: photo {k + 1} of {len(reference.images)}")
     return {"photo": figs.photo_figure(weld.images, j, w, pos, title=f"photo {j + 1} of {n}: {view.value_label} "
-                                                                      "per patch (truth regions dashed)", **common),
+                                                                      "per patch (truth regions dashed)", **large),
+            **out,
             "photos": figs.photos_figure(weld.images, w, pos, ncols=min(n, 8), outline=j, showscale=False,
                                          title="all photos on the same colour scale (the one shown above framed)",
                                          **common)}
@@ -386,7 +396,7 @@ def raw_figures(exp: Explanation, weld: Weld, view: MapView, ch: RawChoices) -> 
     if video is not None:
         out["video"] = video
     if weld.images:
-        out.update(photo_figs(exp, weld, view, min(ch.photo, len(weld.images) - 1)))
+        out.update(photo_figs(exp, weld, view, min(ch.photo, len(weld.images) - 1), ch.reference))
     return out
 
 
@@ -462,7 +472,7 @@ def raw_weld(exp: Explanation, wi: WeldInput, view: MapView, drawn: dict) -> Non
     if video is not None:
         drawn["video"] = video
         st.plotly_chart(video, key=f"{K}_video", **figs.CHART)
-    photo_viewer(exp, weld, view, drawn)
+    photo_viewer(exp, weld, view, drawn, ch.reference)
     _remember(zoom_key(wi.key), CURSOR, AUDIO_VIEW, REF_ON, REF_PICK, LIMITS_ON, PHOTO)
 
 
@@ -486,19 +496,27 @@ def photo_picker(n: int) -> int:
     return int(j if j is not None else 0)
 
 
-def photo_viewer(exp: Explanation, weld: Weld, view: MapView, drawn: dict) -> None:
+def photo_viewer(exp: Explanation, weld: Weld, view: MapView, drawn: dict, reference: Weld | None = None) -> None:
     """One photo large (attention per patch, truth regions dashed) with a selector to step
     through them, and every photo small beneath as an overview (the shown one framed): the
     truth regions are specks on a small photo, but which photo the model looks at is seen
-    best side by side."""
+    best side by side. With a reference weld, its photo of the same index stands beside the
+    large one, as the inspector compares a part with a good one."""
     if not weld.images:
         st.info("No photos in this weld.")
         return
     n = len(weld.images)
     j = photo_picker(n)
-    got = photo_figs(exp, weld, view, j)
+    got = photo_figs(exp, weld, view, j, reference)
     drawn.update(got)
-    st.plotly_chart(got["photo"], key=f"{K}_photo_large", **figs.CHART)
+    if "reference_photo" in got:
+        pc = st.columns(2)
+        pc[0].plotly_chart(got["photo"], key=f"{K}_photo_large", **figs.CHART)
+        pc[1].plotly_chart(got["reference_photo"], key=f"{K}_photo_reference", **figs.CHART)
+    else:
+        st.plotly_chart(got["photo"], key=f"{K}_photo_large", **figs.CHART)
+        if reference is not None:
+            st.caption(f"The good weld {reference.weld_id} has no photos to show beside this one.")
     name = weld.image_names[j] if j < len(weld.image_names) else ""
     more = (f" · {weld.images_skipped} more photo{'s' if weld.images_skipped != 1 else ''} not shown (only the "
             f"first {n} are read)") if weld.images_skipped else ""
