@@ -6,10 +6,11 @@ users keep them under `models/`), picked by `model_type` and matched on the para
 count; (2) the published configuration of a named model (`published.py`) matched on the
 checkpoint's tensor shapes. Nothing is downloaded (`local_files_only=True`).
 
-Weights: the checkpoint's sub-state-dict and the config are written to a temporary folder
-and loaded with `from_pretrained`, which converts the key names of files saved with
-transformers 4.5x (AST, DINOv2 and DINOv3 layers were renamed in 5.x); any missing,
-unexpected or mis-shaped key is a one-line InputError naming the checkpoint key.
+Weights: key names of files saved with transformers 4.5x (AST, DINOv2 and DINOv3 layers were
+renamed in 5.x) are first brought to this version's names by an explicit table (`LEGACY_NAMES`),
+so such files load directly too; a sub-state-dict that still differs from the model is written
+with the config to a temporary folder and loaded with `from_pretrained`. Any missing,
+unexpected or mis-shaped key is a one-line InputError naming the key as the checkpoint holds it.
 `transformers` is imported here only, lazily: `import fusion_core` stays light.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +134,44 @@ def resolve_config(modality: str, sd: dict[str, torch.Tensor], backbone_dir: Pat
 
 _NOT_FIELDS = ("model_type", "architectures", "transformers_version")
 
+# transformers 4.5x key → 5.x key, per model type (from 4.5x's modeling files); the first match wins.
+_QKV = (("query", "q"), ("key", "k"), ("value", "v"))
+LEGACY_NAMES: dict[str, list[tuple[str, str]]] = {
+    "audio-spectrogram-transformer": [
+        *[(rf"^encoder\.layer\.(\d+)\.attention\.attention\.{a}\.", rf"layers.\1.attention.{b}_proj.") for a, b in _QKV],
+        (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attention.o_proj."),
+        (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.mlp.fc1."),
+        (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.mlp.fc2."),
+        (r"^encoder\.layer\.(\d+)\.", r"layers.\1."),
+    ],
+    "dinov2": [
+        *[(rf"^encoder\.layer\.(\d+)\.attention\.attention\.{a}\.", rf"encoder.layer.\1.attention.{b}_proj.")
+          for a, b in _QKV],
+        (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"encoder.layer.\1.attention.o_proj."),
+        (r"^encoder\.layer\.(\d+)\.mlp\.weights_out\.", r"encoder.layer.\1.mlp.down_proj."),
+    ],
+    "dinov3_vit": [(r"^layer\.(\d+)\.", r"model.layer.\1.")],
+    "vjepa2": [],
+}
+_SWIGLU_IN = re.compile(r"^(encoder\.layer\.\d+\.mlp)\.weights_in\.(weight|bias)$")
+
+
+def modern_names(model_type: str, sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(the sub-state-dict under this transformers' names, {5.x name: the checkpoint's name}).
+    DINOv2's fused 4.5x SwiGLU input (`weights_in` = [gate; up]) is split in two."""
+    out: dict[str, torch.Tensor] = {}
+    names: dict[str, str] = {}
+    for k, v in sd.items():
+        m = _SWIGLU_IN.match(k) if model_type == "dinov2" else None
+        if m and v.shape[0] % 2 == 0:
+            for part, t in zip(("gate_proj", "up_proj"), (t.clone() for t in v.chunk(2, dim=0))):
+                new = f"{m.group(1)}.{part}.{m.group(2)}"
+                out[new], names[new] = t, k
+            continue
+        new = next((re.sub(p, r, k, count=1) for p, r in LEGACY_NAMES[model_type] if re.match(p, k)), k)
+        out[new], names[new] = v, k
+    return out, names
+
 
 def _numel_or_none(model_type: str, fields: dict) -> int | None:
     try:
@@ -149,9 +189,10 @@ def load_backbone(modality: str, sd: dict[str, torch.Tensor], *, backbone_dir: P
     cls = model_class(mt)
     config = config_class(mt)(**fields)
     _quiet()
+    sd, names = modern_names(mt, sd)
     model = _direct(cls, config, sd)
     if model is None:
-        model = _via_folder(cls, config, sd, modality, where)
+        model = _via_folder(cls, config, sd, modality, where, names)
     model.eval().requires_grad_(False)
     return Backbone(model=model, model_type=mt, name=name, config_source=source, config=model.config)
 
@@ -173,7 +214,8 @@ def _direct(cls, config, sd: dict[str, torch.Tensor]):
     return model
 
 
-def _via_folder(cls, config, sd: dict[str, torch.Tensor], modality: str, where: str):
+def _via_folder(cls, config, sd: dict[str, torch.Tensor], modality: str, where: str,
+                names: dict[str, str] | None = None):
     """Older key names (transformers 4.5x): `from_pretrained` on a temporary folder converts them."""
     from safetensors.torch import save_file
     with tempfile.TemporaryDirectory(prefix="fusion_core_backbone_") as tmp:
@@ -184,7 +226,7 @@ def _via_folder(cls, config, sd: dict[str, torch.Tensor], modality: str, where: 
                                               dtype=torch.float32, ignore_mismatched_sizes=True)
         except (RuntimeError, ValueError, OSError) as e:
             raise InputError(where, f"{PREFIXES[modality]}*: {_first_line(e)}") from None
-    _check_loading(info, modality, where)
+    _check_loading(info, modality, where, names)
     return model
 
 
@@ -200,12 +242,13 @@ def _first_line(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:300]
 
 
-def _check_loading(info: dict, modality: str, where: str) -> None:
+def _check_loading(info: dict, modality: str, where: str, names: dict[str, str] | None = None) -> None:
     p = PREFIXES[modality]
+    names = names or {}
     for label, keys in (("missing encoder key", info.get("missing_keys")),
                         ("unexpected encoder key", info.get("unexpected_keys")),
                         ("mismatched encoder key", info.get("mismatched_keys"))):
-        keys = sorted(k if isinstance(k, str) else k[0] for k in (keys or []))
+        keys = sorted(names.get(k, k) for k in (k if isinstance(k, str) else k[0] for k in (keys or [])))
         if keys:
             more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""
             raise InputError(where, f"{label} {p}{keys[0]}{more}: the weights do not fit the {modality} "
