@@ -138,6 +138,11 @@ def test_a_click_on_a_heatmap_cell_selects_it(app):
     assert problems(app) == []
     assert app.session_state["explore_cell"] == {"modality": "sensor", "token": 1, "s0": 6, "s1": 6}
     assert any(md.value.startswith("#### Selected: sensor, token 1") for md in app.markdown)
+    # The samples logged in that step's time span, listed under its trace.
+    (rows,) = [t.value for t in app.table]
+    times = [float(c.split()[2]) for c in rows.columns]                 # "t = 0.81 s"
+    assert 0 < len(times) <= 12 and all(0.75 <= t < 0.87 for t in times)
+    assert "Primary Weld Current" in rows.index
 
 
 def test_clicked_cell_shows_that_moment_or_region(app):

@@ -230,13 +230,18 @@ def twin_heatmaps(left: np.ndarray, right: np.ndarray, positions: pd.DataFrame |
 
 def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "per head") -> go.Figure:
     """Bars per head for one cell: {"attention": (heads,), "value-weighted": (heads,)}."""
-    fig = make_subplots(rows=1, cols=len(values), subplot_titles=list(values), horizontal_spacing=0.15)
+    # Stacked, not side by side: in a third of a 1000 px page two panels' titles collided.
+    fig = make_subplots(rows=len(values), cols=1, subplot_titles=list(values), vertical_spacing=0.22)
     for i, (name, v) in enumerate(values.items(), start=1):
         v = np.asarray(v, dtype=np.float64)
-        fig.add_trace(go.Bar(x=[f"h{h}" for h in range(len(v))], y=f32(v), marker_color="#5B8E7D", showlegend=False,
-                             hovertemplate="%{x}: %{y:.4g}<extra></extra>"), row=1, col=i)
+        fig.add_trace(go.Bar(x=[f"h{h}" for h in range(len(v))], y=f32(v), marker_color="#5B8E7D",
+                             showlegend=False, hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>"),
+                      row=i, col=1)
     fig.update_annotations(font=dict(size=12))
-    return layout(fig, title, 230, margin=dict(l=50, r=20, t=50, b=30))
+    fig.update_yaxes(tickformat=".2~g", nticks=4)       # 8e-07, not the SI "800n"
+    fig.update_xaxes(tickangle=0)
+    fig.update_xaxes(title_text="head", row=len(values), col=1)
+    return layout(fig, title, 110 + 130 * len(values), margin=dict(l=50, r=20, t=50, b=30))
 
 
 # --------------------------------------------------------------------------- the time cursor
