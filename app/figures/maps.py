@@ -148,13 +148,8 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
                      range=[-0.5, k - 0.5], showgrid=False, zeroline=False, tickangle=0, **ticks)
     fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"{token_label}{t}" for t in range(T)], autorange="reversed",
                      showgrid=False, zeroline=False)
-    # Fixed margins, no automargin: the labels are known ("token 12", one line of x title), and
-    # automargin makes Plotly measure and redraw each heatmap a second time.
-    fig = layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
-                 clickmode="event+select", dragmode="zoom",
-                 margin=dict(l=16 + 7 * len(f"{token_label}{T - 1}"), r=20, t=40 if title else 16, b=48))
-    fig.update_xaxes(automargin=False)
-    return fig.update_yaxes(automargin=False)
+    return layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
+                  clickmode="event+select", dragmode="zoom")
 
 
 def cell_from_point(point: Mapping) -> dict | None:
