@@ -148,8 +148,15 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
                      range=[-0.5, k - 0.5], showgrid=False, zeroline=False, tickangle=0, **ticks)
     fig.update_yaxes(tickvals=list(range(T)), ticktext=[f"{token_label}{t}" for t in range(T)], autorange="reversed",
                      showgrid=False, zeroline=False)
-    return layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
-                  clickmode="event+select", dragmode="zoom")
+    # Fixed margins, no automargin: automargin makes Plotly measure and lay out each heatmap a
+    # second time (head change 2.2× the bare page with it, 1.5× without, bench_ui). The left
+    # margin holds the longest token label, and at least 56 px, so that an x title wider than a
+    # narrow plot (Compare's three columns at 1000 px) is not cut on the left.
+    fig = layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
+                 clickmode="event+select", dragmode="zoom",
+                 margin=dict(l=max(56, 16 + 7 * len(f"{token_label}{T - 1}")), r=20, t=40 if title else 16, b=48))
+    fig.update_xaxes(automargin=False)
+    return fig.update_yaxes(automargin=False)
 
 
 def cell_from_point(point: Mapping) -> dict | None:

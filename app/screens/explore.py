@@ -203,6 +203,7 @@ def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
 # --------------------------------------------------------------------------- display-driven views
 
 TABS = ("Attention maps", "On the raw weld", "Faithfulness", "Report & export")
+FAITH_WIDTHS = (350, 540)        # px: both fit the main column at 1400 px (~940), each alone at 1000 px
 
 
 @st.fragment
@@ -388,18 +389,20 @@ def faithfulness(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, how: tup
                "Randomizing the weights (Adebayo et al. 2018) should change a faithful explanation; "
                "a map that stays the same explains nothing about this model. Both maps below share one "
                "colour scale.")
-    fc = st.columns([2, 3])
+    # Side by side where they fit (1400 px), one under the other where they do not (1000 px):
+    # a wrapping row of fixed-width charts; in two columns at 1000 px their titles were cut.
+    fc = st.container(horizontal=True, gap="medium")
     drawn["method_agreement"] = figs.agreement_figure(method_agreement(exp, B))
-    fc[0].plotly_chart(drawn["method_agreement"], key=f"{K}_agreement", **figs.CHART)
+    fc.plotly_chart(drawn["method_agreement"], key=f"{K}_agreement", width=FAITH_WIDTHS[0], **figs.CHART)
     try:
         with st.spinner("Explaining this weld again with randomized weights…"):
             exp_r = services.explain_input(services.randomized_checkpoint(ck), wi, *how)
     except InputError as e:
-        fc[1].error(str(e))
+        st.error(str(e))
         return
     rt = randomization_test(exp, exp_r, B)
     drawn["randomization"] = figs.randomization_figure(rt.similarity, rt.contributions)
-    fc[1].plotly_chart(drawn["randomization"], key=f"{K}_random", **figs.CHART)
+    fc.plotly_chart(drawn["randomization"], key=f"{K}_random", width=FAITH_WIDTHS[1], **figs.CHART)
     if view.maps:
         pick = st.columns(3)[0].selectbox("Map beside its randomized-weights twin", list(view.maps),
                                           key=f"{K}_random_modality")
