@@ -109,10 +109,13 @@ def prediction_figure(class_names: Sequence[str], probabilities: np.ndarray, tru
     names = [class_names[i] + ("  ◀ truth" if truth is not None and class_names[i] == truth else "") for i in order]
     fig = go.Figure(go.Bar(x=f32(p[order]), y=names, orientation="h",
                            marker_color=["#E4572E" if i == top else "#9DB4C0" for i in order],
-                           text=[f"{p[i]:.1%}" for i in order], textposition="outside", cliponaxis=False,
+                           text=[f"{p[i]:.1%}" for i in order], cliponaxis=False,
+                           # a long bar carries its value inside, so no width can push it off the chart
+                           textposition=["inside" if p[i] > 0.5 else "outside" for i in order],
+                           insidetextanchor="end", insidetextfont=dict(color="white"),
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_xaxes(range=[0, 1.15], tickformat=".0%")
-    return layout(fig, None, 40 + 22 * len(p), margin=dict(l=10, r=20, t=10, b=30))
+    fig.update_xaxes(range=[0, 1.15], tickvals=[0, 1], tickformat=".0%", tickangle=0)
+    return layout(fig, None, 40 + 22 * len(p), margin=dict(l=10, r=10, t=10, b=30))
 
 
 def agreement_figure(matrix: pd.DataFrame, title: str | None = "Rank agreement between methods (Spearman ρ)") -> go.Figure:
