@@ -242,7 +242,7 @@ def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "pe
     fig.update_annotations(font=dict(size=12))
     fig.update_yaxes(tickformat=".2~g", nticks=4)       # 8e-07, not the SI "800n"
     fig.update_xaxes(tickangle=0)
-    fig.update_xaxes(title_text="head", row=len(values), col=1)
+    fig.update_xaxes(title_text="head", row=len(values), col=1)    # under the last panel only
     return layout(fig, title, 110 + 130 * len(values), margin=dict(l=50, r=20, t=50, b=30))
 
 

@@ -385,19 +385,18 @@ def photo_figs(exp: Explanation, weld: Weld, view: MapView, j: int,
     regions = (weld.truth or {}).get("regions", [])
     common = dict(image_sizes=weld.image_sizes, regions=regions, colorscale=view.cscale,
                   value_label=view.value_label, px_width=STRIP_PX)
-    title = f"photo {j + 1} of {n}: {view.value_label} per patch (truth regions dashed)"
-    out: dict[str, go.Figure] = {}
-    if reference is not None and reference.images:       # two half-width columns: short titles
+    beside = reference is not None and bool(reference.images)       # two half-width columns: short titles
+    title = (f"weld {weld.weld_id}: photo {j + 1} of {n}" if beside
+             else f"photo {j + 1} of {n}: {view.value_label} per patch (truth regions dashed)")
+    out = {"photo": figs.photo_figure(weld.images, j, w, pos, title=title,
+                                      **dict(common, px_width=STRIP_PX // 2 if beside else STRIP_PX))}
+    if beside:
         k = min(j, len(reference.images) - 1)
-        out["photo"] = figs.photo_figure(weld.images, j, w, pos, title=f"weld {weld.weld_id}: photo {j + 1} of {n}",
-                                         **dict(common, px_width=STRIP_PX // 2))
         ref = figs.photo_figure(reference.images, k, None, None, image_sizes=reference.image_sizes,
                                 px_width=STRIP_PX // 2,
                                 title=f"good weld {reference.weld_id}: photo {k + 1} of {len(reference.images)}")
         # Same height and margins as the weld's photo (whose colour bar sits below), so the two align.
         out["reference_photo"] = ref.update_layout(height=out["photo"].layout.height, margin=out["photo"].layout.margin)
-    else:
-        out["photo"] = figs.photo_figure(weld.images, j, w, pos, title=title, **common)
     return {**out,
             "photos": figs.photos_figure(weld.images, w, pos, ncols=min(n, 8), outline=j, showscale=False,
                                          title="all photos on the same colour scale (the one shown above framed)",
