@@ -110,10 +110,9 @@ def _click_cell(page, title: str, col: int, token: int) -> float:
             const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && el.layout.title
                 && (el.layout.title.text || '').replace(/<[^>]+>/g, '').startsWith(title));
             plot.scrollIntoView();
-            const pts = plot.querySelectorAll('.scatterlayer .trace .points path.point');
-            const ncols = pts.length / plot._fullData[0].z.length;
-            const r = pts[token * ncols + col].getBoundingClientRect();
-            return [r.left + r.width / 2, r.top + r.height / 2];
+            const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+            const r = plot.querySelector('.main-svg').getBoundingClientRect();
+            return [r.left + xa._offset + xa.l2p(col), r.top + ya._offset + ya.l2p(token)];
         }""", [title, col, token])
     page.mouse.move(xy[0], xy[1])
     page.wait_for_timeout(300)

@@ -37,21 +37,23 @@ def _choose(page, label: str, option: str) -> None:
     wait_for_app(page)
 
 
-def _click_heatmap_cell(page, title: str, col: int, token: int) -> None:
-    """Click the overlay point of one heatmap cell (points are in token-major order)."""
+def _click_heatmap_cell(page, title: str, col: int, token: int) -> str:
+    """Click the centre of one heatmap cell, as a user would; returns the hover text shown
+    just before the click."""
     xy = page.evaluate(
         """([title, col, token]) => {
             const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && el.layout.title
                 && (el.layout.title.text || '').replace(/<[^>]+>/g, '') === title);
             plot.scrollIntoView();
-            const pts = plot.querySelectorAll('.scatterlayer .trace .points path.point');
-            const ncols = pts.length / plot._fullData[0].z.length;
-            const r = pts[token * ncols + col].getBoundingClientRect();
-            return [r.left + r.width / 2, r.top + r.height / 2];
+            const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+            const r = plot.querySelector('.main-svg').getBoundingClientRect();
+            return [r.left + xa._offset + xa.l2p(col), r.top + ya._offset + ya.l2p(token)];
         }""", [title, col, token])
     page.mouse.move(xy[0], xy[1])
-    page.wait_for_timeout(300)
+    page.locator(".hoverlayer .hovertext").first.wait_for()
+    hover = page.evaluate("[...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' | ')")
     page.mouse.click(xy[0], xy[1])
+    return hover
 
 
 def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, tmp_path):
@@ -83,13 +85,14 @@ def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, 
     # heatmaps (one per modality) and contribution bars are drawn
     drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
         .filter(el => el.querySelector('.main-svg')).map(el => (el.data || []).map(t => t.type).join(','))""")
-    assert sum("heatmap,scatter" == d for d in drawn) >= 4, drawn
+    assert sum("heatmap" == d for d in drawn) >= 4, drawn
     assert any(d.startswith("bar") for d in drawn)
     assert page.locator(".js-plotly-plot .heatmaplayer image, .js-plotly-plot .hm image").count() >= 4
     assert page.locator('[data-testid="stException"]').count() == 0
 
     # click a cell of the sensor heatmap: its detail appears
-    _click_heatmap_cell(page, "sensor", 20, 2)
+    hover = _click_heatmap_cell(page, "sensor", 20, 2)
+    assert "token 2 · position 20" in hover and " s" in hover, hover     # the cell's own hover, with its time span
     wait_for_app(page)
     detail = page.get_by_role("heading", name="Selected: sensor, token 2")
     detail.wait_for()
@@ -103,7 +106,7 @@ def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, 
         && el.layout.title && /sensor log/.test(el.layout.title.text || ''))""", timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     heat = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
-        .filter(el => (el.data || []).some(t => t.type === 'scatter' && t.name === 'cells')).length""")
+        .filter(el => el.layout && el.layout.meta && el.layout.meta.weld_cells).length""")
     assert heat == 0                  # the maps tab is not drawn while another is open
 
     # Compare, with both sample checkpoints

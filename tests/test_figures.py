@@ -118,38 +118,39 @@ def test_token_map_head_mean_single_head_and_relevance():
     np.testing.assert_allclose(token_map(exp, 0, "sensor", 1, "relevance"), exp.relevance["sensor"][0])
 
 
-def test_heatmap_z_is_the_head_mean_attention_and_overlay_covers_every_cell():
+def test_heatmap_z_is_the_head_mean_attention_and_every_cell_carries_its_positions():
     exp = _fake_exp(T=3, S=7)
     pos = _time_positions(7)
     z = token_map(exp, 0, "sensor", "mean", "attention")
-    fig = figs.attention_heatmap(z, pos, title="sensor")
+    fig = figs.attention_heatmap(z, pos, title="sensor", clickable="sensor")
     spec = _spec(fig)
-    heat, overlay = spec["data"]
-    assert heat["type"] == "heatmap" and overlay["type"] == "scatter"
+    (heat,) = spec["data"]                 # no overlay trace: the heatmap itself is hovered and clicked
+    assert heat["type"] == "heatmap"
     np.testing.assert_allclose(_decode(heat["z"]), exp.attention["sensor"][0].mean(0), rtol=1e-6)
     assert _decode(heat["z"]).dtype == np.float32
-    cd = _decode(overlay["customdata"])
-    assert cd.shape[0] == 3 * 7
-    # customdata: token, first position, last position, value, t0, t1
-    for row in cd:
-        t, s0, s1, v, t0, t1 = row[:6]
-        assert s0 == s1
-        assert v == pytest.approx(z[int(t), int(s0)], rel=1e-6)
-        assert t0 == pytest.approx(pos["t0"][int(s0)], abs=1e-5) and t1 == pytest.approx(pos["t1"][int(s0)], abs=1e-5)
-    assert overlay["marker"]["color"] == "rgba(0,0,0,0)"
+    cd = _decode(heat["customdata"])
+    assert cd.shape[:2] == (3, 7)
+    # customdata per cell: token, first position, last position, value, t0, t1
+    for t in range(3):
+        for c in range(7):
+            tok, s0, s1, v, t0, t1 = cd[t, c, :6]
+            assert (tok, s0, s1) == (t, c, c)
+            assert v == pytest.approx(z[t, c], rel=1e-6)
+            assert t0 == pytest.approx(pos["t0"][c], abs=1e-5) and t1 == pytest.approx(pos["t1"][c], abs=1e-5)
     # the hover shows the time span of the position
-    assert "customdata[4]" in overlay["hovertemplate"] and "customdata[5]" in overlay["hovertemplate"]
-    assert " s<br>" in overlay["hovertemplate"]
-    assert spec["layout"]["clickmode"] == "event+select"
+    assert "customdata[4]" in heat["hovertemplate"] and "customdata[5]" in heat["hovertemplate"]
+    assert " s<br>" in heat["hovertemplate"]
+    assert spec["layout"]["meta"] == {figs.CLICKABLE: "sensor"}
+    assert "meta" not in _spec(figs.attention_heatmap(z, pos))["layout"]      # not clickable unless asked
 
 
 def test_heatmap_hover_names_frames_and_photo_patches():
     vpos = _video_positions()
     fig = figs.attention_heatmap(np.ones((2, len(vpos))), vpos)
-    tpl = fig.data[1].hovertemplate
+    tpl = fig.data[0].hovertemplate
     assert "frames" in tpl and "patch x" in tpl and " s" in tpl
     ipos = _image_positions()
-    tpl = figs.attention_heatmap(np.ones((2, len(ipos))), ipos).data[1].hovertemplate
+    tpl = figs.attention_heatmap(np.ones((2, len(ipos))), ipos).data[0].hovertemplate
     assert "photo" in tpl and "patch x" in tpl
     assert "t " not in tpl.split("<br>")[1]
 
@@ -171,11 +172,15 @@ def test_heatmap_downsampling_bounds_columns_and_keeps_peak_and_spans():
     heat = _decode(_spec(fig)["data"][0]["z"])
     assert heat.shape == (2, 500)
     assert heat.max() == pytest.approx(0.7)
-    cd = fig.data[1].customdata
-    first = cd[cd[:, 0] == 0]
+    cd = fig.data[0].customdata
+    assert cd.shape[:2] == (2, 500) and (cd[1, :, 1:3] == cd[0, :, 1:3]).all()   # same bins on every token row
+    first = cd[0]
     assert first[0, 1] == 0 and first[-1, 2] == S - 1                      # bins cover every position
+    assert (first[1:, 1] == first[:-1, 2] + 1).all()                        # ... without gaps or overlaps
     assert first[0, 4] == pytest.approx(0.0) and first[-1, 5] == pytest.approx(1000.0, rel=1e-6)
-    assert "positions" in fig.data[1].hovertemplate
+    peak = int(np.argmax(heat[1]))
+    assert first[peak, 1] <= 54_321 <= first[peak, 2]                      # the peak's bin holds its position
+    assert "positions" in fig.data[0].hovertemplate
     assert figs.payload_bytes(fig) < 150_000
     full = figs.attention_heatmap(z[:, :3000], pos.iloc[:3000], max_cols=None)
     assert _decode(_spec(full)["data"][0]["z"]).shape == (2, 3000)
@@ -183,15 +188,21 @@ def test_heatmap_downsampling_bounds_columns_and_keeps_peak_and_spans():
 
 def test_selected_cell_is_outlined_and_clicks_map_back_to_positions():
     z = np.random.default_rng(0).random((4, 20))
-    fig = figs.attention_heatmap(z, _time_positions(20), selected=(2, 13))
+    fig = figs.attention_heatmap(z, _time_positions(20), selected=(2, 13), clickable="sensor")
     (shape,) = fig.layout.shapes
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (12.5, 13.5, 1.5, 2.5)
-    point = {"customdata": list(fig.data[1].customdata[2 * 20 + 13]), "x": 13, "y": 2}
-    assert figs.cell_from_point(point) == {"token": 2, "s0": 13, "s1": 13}
-    assert figs.cell_from_point({"x": 1}) is None
-    # what Chromium sends for a typed-array row
-    as_object = {"customdata": {str(i): float(v) for i, v in enumerate(point["customdata"])}}
-    assert figs.cell_from_point(as_object) == {"token": 2, "s0": 13, "s1": 13}
+    # what app.cell_clicks' script sends: the map's name and the cell's first customdata fields
+    click = {"map": "sensor", "customdata": [float(v) for v in fig.data[0].customdata[2, 13, :3]]}
+    assert figs.cell_from_click(click) == ("sensor", {"token": 2, "s0": 13, "s1": 13})
+    # a typed array may arrive as an object
+    as_object = {"map": "sensor", "customdata": {str(i): v for i, v in enumerate(click["customdata"])}}
+    assert figs.cell_from_click(as_object) == ("sensor", {"token": 2, "s0": 13, "s1": 13})
+    # anything malformed from the page is ignored, not an error
+    for bad in (None, {}, {"map": "sensor"}, {"map": 3, "customdata": [1, 2, 3]}, {"map": "sensor", "customdata": [1]},
+                {"map": "sensor", "customdata": ["a", 1, 2]}, {"map": "sensor", "customdata": [1, 5, 4]},
+                {"map": "sensor", "customdata": [-1, 0, 0]}, {"map": "sensor", "customdata": [float("inf"), 0, 0]},
+                {"map": "sensor", "customdata": "123"}):
+        assert figs.cell_from_click(bad) is None, bad
 
 
 def test_shared_range_spans_all_maps():

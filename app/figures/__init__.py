@@ -24,17 +24,17 @@ from .contributions import (agreement_figure, contribution_bars, contributions_a
                             contributions_by_class_figure, delta_figure, prediction_figure, randomization_figure,
                             token_contribution_figure, window_share_figure)
 from .decisions import cell_of, confusion_difference_figure, confusion_figure
-from .maps import (CELL_FIELDS, HEATMAP_MAX_COLS, MAP_VALUE_LABELS, add_time_cursor, attention_heatmap,
-                   cell_from_point, column_info, difference_heatmap, head_values_figure, hover_template, js_heatmap,
+from .maps import (CELL_FIELDS, CLICKABLE, HEATMAP_MAX_COLS, MAP_VALUE_LABELS, add_time_cursor, attention_heatmap,
+                   cell_from_click, column_info, difference_heatmap, head_values_figure, hover_template, js_heatmap,
                    time_columns, twin_heatmaps)
 from .pictures import (frames_figure, jpeg_data_uri, overlay_colorscale, photo_figure, photos_figure,
                        video_strip_figure)
 from .signals import SIGNAL_MAX_POINTS, audio_figure, channel_label, limit_status, sensor_figure
 
 __all__ = [
-    "CELL_FIELDS", "CHART", "COLORSCALES", "HEATMAP_MAX_COLS", "MAP_VALUE_LABELS", "MODALITY_COLORS", "PLOT_CONFIG",
+    "CELL_FIELDS", "CHART", "CLICKABLE", "COLORSCALES", "HEATMAP_MAX_COLS", "MAP_VALUE_LABELS", "MODALITY_COLORS", "PLOT_CONFIG",
     "SIGNAL_MAX_POINTS", "add_time_cursor", "agreement_figure", "attention_heatmap", "audio_figure",
-    "cell_from_point", "cell_of", "channel_label", "column_info", "confusion_difference_figure", "confusion_figure",
+    "cell_from_click", "cell_of", "channel_label", "column_info", "confusion_difference_figure", "confusion_figure",
     "contribution_bars", "contributions_ab_figure", "contributions_by_class_figure", "delta_figure",
     "difference_heatmap", "empty_figure", "figure_html", "frames_figure", "head_values_figure", "hover_template",
     "jpeg_data_uri", "js_heatmap", "limit_status", "method_label", "overlay_colorscale", "payload_bytes",

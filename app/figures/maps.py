@@ -1,9 +1,10 @@
 """Token × position maps: the clickable attention heatmap, B − A, JSD, the randomized twin,
 and per-head bars of one cell.
 
-Heatmap clicks: Plotly heatmaps emit no selection events, so each heatmap carries an
-invisible scatter overlay with one point per displayed cell; its `customdata` row is
-`[token, first position, last position, value, ...]` (see `CELL_FIELDS`).
+Each heatmap cell carries `customdata` `[token, first position, last position, value, ...]`
+(see `CELL_FIELDS`): its hover text, and what a click sends back. Plotly heatmaps emit no
+selection events for Streamlit's `on_select`; a clickable heatmap names itself in
+`layout.meta` (`CLICKABLE`) and `app.cell_clicks` forwards its `plotly_click` events.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ HEATMAP_MAX_COLS = 600     # about the pixels a half-width heatmap has
 # The colour-bar label of each map kind (fusion_core.explain.engine.MAP_KINDS).
 MAP_VALUE_LABELS = {"attention": "attention", "value_norms": "‖α·v‖", "relevance": "relevance"}
 
+# layout.meta key of a clickable heatmap (read by app.cell_clicks' script in the browser).
+CLICKABLE = "weld_cells"
 CELL_FIELDS = ("token", "s0", "s1", "value", "t0", "t1", "frame0", "frame1", "image", "x0", "y0", "x1", "y1")
 
 
@@ -57,7 +60,7 @@ def column_info(positions: pd.DataFrame | None, edges: np.ndarray) -> tuple[list
 
 
 def hover_template(fields: Sequence[str], downsampled: bool, value_label: str) -> str:
-    """Hover text for an overlay point: token, position(s), time span, frames, photo/patch."""
+    """Hover text for a heatmap cell: token, position(s), time span, frames, photo/patch."""
     idx = {f: i + 4 for i, f in enumerate(fields)}
     pos = ("positions %{customdata[1]}–%{customdata[2]}" if downsampled else "position %{customdata[1]}")
     parts = ["token %{customdata[0]} · " + pos]
@@ -108,12 +111,14 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
                       zmin: float | None = None, zmax: float | None = None, colorscale="Viridis",
                       zmid: float | None = None, max_cols: int | None = HEATMAP_MAX_COLS, agg: str = "max",
                       value_label: str = "attention", selected: tuple[int, int] | None = None,
-                      height: int | None = None, showscale: bool = True, token_label: str = "token ") -> go.Figure:
-    """Fusion token × position heatmap with a clickable overlay (one invisible point per cell).
+                      height: int | None = None, showscale: bool = True, token_label: str = "token ",
+                      clickable: str | None = None) -> go.Figure:
+    """Fusion token × position heatmap; each cell's customdata holds its token and positions.
 
-    Columns beyond `max_cols` are binned (`agg`: max keeps peaks, sum keeps mass); the
-    overlay's customdata then gives the first and last position of each bin. `selected`
-    = (token, position) outlines that cell.
+    Columns beyond `max_cols` are binned (`agg`: max keeps peaks, sum keeps mass); a cell's
+    customdata then gives the first and last position of its bin. `selected` = (token,
+    position) outlines that cell. `clickable` (a name, e.g. the modality) marks the figure
+    for `app.cell_clicks`, which reports clicks on its cells under that name.
     """
     z = np.asarray(z, dtype=np.float64)
     T, S = z.shape
@@ -122,20 +127,15 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
     downsampled = k < S
     fields, info = column_info(positions, edges)
     tok, col = np.meshgrid(np.arange(T), np.arange(k), indexing="ij")
-    tok, col = tok.ravel(), col.ravel()
-    custom = np.column_stack([tok, edges[:-1][col], edges[1:][col] - 1, zd.ravel(), info[col]]).astype(np.float32)
+    # Per cell (T, k, fields): token, first and last position, value, then the column's info.
+    custom = np.concatenate([np.stack([tok, edges[:-1][col], edges[1:][col] - 1, zd], axis=-1),
+                             np.broadcast_to(info[None], (T, k, info.shape[1]))], axis=-1).astype(np.float32)
     fig = go.Figure()
     fig.add_trace(go.Heatmap(z=zd, x=np.arange(k), y=np.arange(T), zmin=zmin, zmax=zmax, zmid=zmid,
-                             colorscale=colorscale, hoverinfo="skip", showscale=showscale,
+                             colorscale=colorscale, customdata=custom, showscale=showscale,
+                             hovertemplate=hover_template(fields, downsampled, value_label),
                              colorbar=dict(title=dict(text=value_label, side="right"), thickness=10, len=0.9),
                              name="map"))
-    fig.add_trace(go.Scatter(
-        x=col.astype(np.float32), y=tok.astype(np.float32), mode="markers", customdata=custom,
-        # Tiny markers: Plotly treats every point whose marker covers the cursor as equally close,
-        # so big ones would make a click pick a neighbour; hoverdistance=-1 finds the nearest.
-        marker=dict(symbol="square", size=2, color="rgba(0,0,0,0)", line=dict(width=0)),
-        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
-        hovertemplate=hover_template(fields, downsampled, value_label), showlegend=False, name="cells"))
     if selected is not None:
         t_sel, s_sel = selected
         c_sel = int(np.searchsorted(edges, s_sel, side="right") - 1)
@@ -152,23 +152,34 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
     # second time (head change 2.2× the bare page with it, 1.5× without, bench_ui). The left
     # margin holds the longest token label, and at least 56 px, so that an x title wider than a
     # narrow plot (Compare's three columns at 1000 px) is not cut on the left.
-    fig = layout(fig, title, height or (110 + 34 * T), hovermode="closest", hoverdistance=-1,
-                 clickmode="event+select", dragmode="zoom",
+    if clickable is not None:
+        fig.update_layout(meta={CLICKABLE: clickable})
+    fig = layout(fig, title, height or (110 + 34 * T), hovermode="closest", dragmode="zoom",
                  margin=dict(l=max(56, 16 + 7 * len(f"{token_label}{T - 1}")), r=20, t=40 if title else 16, b=48))
     fig.update_xaxes(automargin=False)
     return fig.update_yaxes(automargin=False)
 
 
-def cell_from_point(point: Mapping) -> dict | None:
-    """Selection point of an overlay (as Streamlit returns it) → {"token", "s0", "s1"}.
+def cell_from_click(click: object) -> tuple[str, dict] | None:
+    """What the browser reports for a click on a clickable heatmap (`app.cell_clicks`):
+    {"map": name, "customdata": [token, s0, s1, ...]} → (name, {"token", "s0", "s1"}).
 
-    customdata travels as a typed array, so the browser may send a row as {"0": .., "1": ..}."""
-    cd = point.get("customdata")
-    if isinstance(cd, Mapping):
-        cd = [cd.get(str(i), cd.get(i)) for i in range(len(cd))]
-    if cd is None or len(cd) < 3 or any(v is None for v in cd[:3]):
+    It comes from the page, so anything else (missing or non-numeric fields, negative or
+    inverted positions) is None rather than an error."""
+    if not isinstance(click, Mapping) or not isinstance(click.get("map"), str):
         return None
-    return {"token": int(round(float(cd[0]))), "s0": int(round(float(cd[1]))), "s1": int(round(float(cd[2])))}
+    cd = click.get("customdata")
+    if isinstance(cd, Mapping):                    # a typed array may arrive as {"0": .., "1": ..}
+        cd = [cd.get(str(i), cd.get(i)) for i in range(len(cd))]
+    if not isinstance(cd, (list, tuple)) or len(cd) < 3:
+        return None
+    try:
+        token, s0, s1 = (int(round(float(v))) for v in cd[:3])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if token < 0 or s0 < 0 or s1 < s0:
+        return None
+    return click["map"], {"token": token, "s0": s0, "s1": s1}
 
 
 def difference_heatmap(za: np.ndarray, zb: np.ndarray, positions: pd.DataFrame | None = None, *,
@@ -209,7 +220,7 @@ def twin_heatmaps(left: np.ndarray, right: np.ndarray, positions: pd.DataFrame |
                   title: str | None = None, robust: bool = True) -> go.Figure:
     """Two token × position maps side by side on ONE colour scale (range over both, 5th–95th
     percentile when `robust`), so a flat randomized map looks flat beside a structured real
-    one; one colour bar. No click overlay."""
+    one; one colour bar. Not clickable."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.12)
     zmin, zmax = shared_range([np.asarray(left), np.asarray(right)], robust)
     for i, z in enumerate((left, right)):
@@ -262,7 +273,7 @@ def time_columns(fig: go.Figure, t: float, positions: pd.DataFrame) -> list[tupl
     """Where time `t` falls on a heatmap drawn by `attention_heatmap` over these positions:
     (first, last) displayed column of each run of columns whose positions cover t; first ==
     last becomes a fractional column (the line sits at t within the position's span). Read
-    from the figure's click overlay (its customdata gives each column's positions), so it
+    from the heatmap's customdata (it gives each column's positions), so it
     holds for a binned map too. [] when no position covers t."""
     if positions is None or "t0" not in positions.columns or "t1" not in positions.columns:
         return []
@@ -270,13 +281,11 @@ def time_columns(fig: go.Figure, t: float, positions: pd.DataFrame) -> list[tupl
     t1 = positions["t1"].to_numpy(dtype=np.float64)
     last = len(t0) - 1
     hit = np.flatnonzero((t0 <= t) & ((t < t1) | ((np.arange(len(t0)) == last) & (t <= t1))))
-    cells = next((tr for tr in fig.data if tr.name == "cells"), None)
+    cells = next((tr for tr in fig.data if tr.name == "map" and tr.customdata is not None), None)
     if not len(hit) or cells is None:
         return []
-    cd = np.asarray(cells.customdata, dtype=np.float64)
-    cols = np.asarray(cells.x, dtype=np.float64)
-    _, first = np.unique(cols, return_index=True)          # one overlay row per column (token 0's)
-    s0, s1 = cd[first, 1], cd[first, 2]
+    cd = np.asarray(cells.customdata, dtype=np.float64)    # (tokens, columns, fields)
+    s0, s1 = cd[0, :, 1], cd[0, :, 2]
     col_of = np.searchsorted(s0, hit, side="right") - 1
     col_of = np.unique(col_of[(col_of >= 0) & (hit <= s1[np.clip(col_of, 0, len(s1) - 1)])])
     if not len(col_of):

@@ -8,8 +8,6 @@ so it is one fragment (`views`): changing a display control reruns that part alo
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
@@ -22,8 +20,8 @@ from fusion_core.io.weld import Weld
 from fusion_core.models.checkpoint import LoadedCheckpoint
 from fusion_core.vocab import MODALITIES
 
+from app import cell_clicks, services, state, widgets
 from app import figures as figs
-from app import services, state, widgets
 from app.screens import explore_encoders as encoders
 from app.figures.contributions import target_unit
 from app.screens.explore_common import B, CELL, K, MapView
@@ -246,6 +244,7 @@ def maps_tab(exp: Explanation, wi: WeldInput, view: MapView) -> None:
         cell_detail(exp, wi.weld, cell, view.assumed)
     else:
         st.caption("Click a heatmap cell to see that moment or region of the weld here.")
+    cell_clicks.listen(f"{K}_cell_clicks", select_cell)
 
 
 def raw_tab(exp: Explanation, wi: WeldInput, view: MapView, drawn: dict) -> None:
@@ -298,30 +297,15 @@ def map_controls(exp: Explanation, assumed: bool = False) -> MapView:
     return MapView(maps, kind, head, token, cscale, shared, robust, full_res, assumed)
 
 
-def take_clicks() -> None:
-    """Heatmap overlay clicks → `explore_cell` (modality, token, positions).
-
-    Each heatmap's selection lives in session state under its key; whichever changed since
-    the last run is the newest click. Read before the heatmaps are drawn, so the clicked
-    cell is outlined in this very run."""
-    for m in MODALITIES:
-        sel = st.session_state.get(f"{K}_hm_{m}")
-        try:
-            points = list(sel["selection"]["points"]) if sel else []
-        except (KeyError, TypeError):
-            points = []
-        sig = json.dumps(points, sort_keys=True, default=str)
-        if sig != st.session_state.get(f"{K}_seen_{m}", "[]"):
-            st.session_state[f"{K}_seen_{m}"] = sig
-            cell = figs.cell_from_point(points[0]) if points else None
-            if cell:
-                st.session_state[CELL] = {"modality": m, **cell}
+def select_cell(modality: str, cell: dict) -> None:
+    """A heatmap cell was clicked (`cell_clicks.listen`): show it. Runs before the rerun, so
+    the clicked cell is outlined in that very run."""
+    st.session_state[CELL] = {"modality": modality, **cell}
 
 
 def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
     """One clickable heatmap per modality; returns the selected cell (None: none, or stale)."""
     maps = view.maps
-    take_clicks()
     cell = st.session_state.get(CELL)
     T = next(iter(exp.attention.values())).shape[2]
     if cell and (cell.get("modality") not in maps or cell["s1"] >= maps[cell["modality"]].shape[1]
@@ -335,7 +319,7 @@ def heatmaps(exp: Explanation, view: MapView, drawn: dict) -> dict | None:
                 continue
             drawn[f"heatmap_{m}"] = fig = heatmap_figure(exp, view, m, cell)
             figs.add_time_cursor(fig, cursor_time(), positions_of(exp, m, B))
-            st.plotly_chart(fig, key=f"{K}_hm_{m}", on_select="rerun", selection_mode="points", **figs.CHART)
+            st.plotly_chart(fig, key=f"{K}_hm_{m}", **figs.CHART)
     return cell
 
 
@@ -346,7 +330,7 @@ def heatmap_figure(exp: Explanation, view: MapView, m: str, cell: dict | None):
     return figs.attention_heatmap(
         maps[m], positions_of(exp, m, B), title=map_title(m, view), zmin=lo, zmax=hi,
         colorscale=view.cscale, value_label=view.value_label,
-        max_cols=None if view.full_res else figs.HEATMAP_MAX_COLS,
+        max_cols=None if view.full_res else figs.HEATMAP_MAX_COLS, clickable=m,
         selected=(cell["token"], cell["s0"]) if cell and cell["modality"] == m else None)
 
 

@@ -1,0 +1,65 @@
+"""Clicks on heatmap cells, from the browser back to the script.
+
+Streamlit's `st.plotly_chart(on_select=...)` reports selections, and Plotly heatmaps have no
+selectable points, so the first version laid an invisible scatter point over every cell:
+~2,000 SVG nodes on the Explore page, half its DOM, and most of what the browser spent on a
+redraw. Instead, a script-only component (`st.components.v2`, no iframe, no build step)
+listens for Plotly's own `plotly_click` on the heatmaps marked clickable (`layout.meta`,
+`figs.CLICKABLE`) and sends the clicked cell's customdata back as a trigger value.
+
+The listener binds lazily: a capturing `pointerdown` on the document attaches the handler to
+the chart under the pointer if Plotly has (re)created its event emitter since, so charts
+drawn later, or redrawn by `Plotly.newPlot`, need no polling and no mutation observer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from app import figures as figs
+
+_JS = """
+export default function (component) {
+  const { setTriggerValue } = component;
+  const KEY = %(key)s;
+  window.__weldCellClick = setTriggerValue;            // the mounted instance reports the clicks
+  if (!window.__weldCellListening) {
+    window.__weldCellListening = true;
+    document.addEventListener('pointerdown', (ev) => {
+      const gd = ev.target && ev.target.closest ? ev.target.closest('.js-plotly-plot') : null;
+      const meta = gd && gd.layout && gd.layout.meta;
+      if (!gd || !gd.on || !meta || typeof meta[KEY] !== 'string' || gd.__weldCellOn === gd.on) return;
+      gd.__weldCellOn = gd.on;                         // Plotly.newPlot makes a new emitter: bind again
+      gd.on('plotly_click', (e) => {
+        const p = (e.points || []).find((q) => q.data && q.data.type === 'heatmap');
+        const name = gd.layout && gd.layout.meta && gd.layout.meta[KEY];
+        if (!p || !p.customdata || typeof name !== 'string' || !window.__weldCellClick) return;
+        window.__weldCellClick('cell', { map: name, customdata: Array.from(p.customdata).slice(0, 3) });
+      });
+    }, true);
+  }
+  return () => { if (window.__weldCellClick === setTriggerValue) window.__weldCellClick = null; };
+}
+""" % {"key": repr(figs.CLICKABLE)}
+
+_component = st.components.v2.component("weld_dashboard.cell_clicks", js=_JS)
+
+
+def listen(key: str, on_click: Callable[[str, dict], None]) -> None:
+    """Mount the listener (once per page run; it takes no space). A click on a cell of a
+    heatmap marked `clickable=name` calls `on_click(name, {"token", "s0", "s1"})` before the
+    script (or fragment) reruns; a malformed report is ignored."""
+
+    def changed() -> None:
+        state = st.session_state.get(key)
+        try:
+            click = state["cell"] if state is not None else None
+        except (KeyError, TypeError):
+            click = None
+        got = figs.cell_from_click(click)
+        if got is not None:
+            on_click(*got)
+
+    _component(key=key, on_cell_change=changed, width="stretch", height="content")
