@@ -25,6 +25,11 @@ def _slim_template(base: str = "plotly_white") -> str:
     look is plotly_white's, unchanged for these trace types."""
     full = pio.templates[base].to_plotly_json()
     lay = {k: v for k, v in full["layout"].items() if k not in ("polar", "ternary", "scene", "geo")}
+    # Every axis grows its margin to fit its labels (so no tick label or category name is
+    # clipped in a narrow column): set once here, it applies to every x and y axis of every
+    # figure; `update_xaxes` in each figure searched all its axes (~5 ms for nine rows).
+    for ax in ("xaxis", "yaxis"):
+        lay[ax] = {**lay.get(ax, {}), "automargin": True}
     data = {k: v for k, v in full["data"].items() if k in ("scatter", "scattergl", "bar", "heatmap", "box", "image")}
     name = f"{base}_weld"
     pio.templates[name] = go.layout.Template(layout=lay, data=data)
@@ -64,13 +69,11 @@ def wrap_label(text: str, width: int = 14) -> str:
 
 
 def layout(fig: go.Figure, title: str | None = None, height: int | None = None, **kw) -> go.Figure:
-    """The shared look; axes grow their margins to fit their labels (automargin), so no tick
-    label or category name is clipped in a narrow column."""
+    """The shared look; axes grow their margins to fit their labels (automargin, from the
+    template), so no tick label or category name is clipped in a narrow column."""
     kw.setdefault("margin", dict(l=60, r=20, t=40 if title else 16, b=40))
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)) if title else None,
                       height=height, font=FONT, **kw)        # template: the default (TEMPLATE)
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
     return fig
 
 
