@@ -1,15 +1,20 @@
-"""Clicks on heatmap cells, from the browser back to the script.
+"""What only the browser knows, sent back to the script: a click on a heatmap cell, and that
+the first part of a page has been painted. Both are script-only components
+(`st.components.v2`: no iframe, no build step, served by Streamlit itself).
 
-Streamlit's `st.plotly_chart(on_select=...)` reports selections, and Plotly heatmaps have no
-selectable points, so the first version laid an invisible scatter point over every cell:
-~2,000 SVG nodes on the Explore page, half its DOM, and most of what the browser spent on a
-redraw. Instead, a script-only component (`st.components.v2`, no iframe, no build step)
-listens for Plotly's own `plotly_click` on the heatmaps marked clickable (`layout.meta`,
+Clicks on heatmap cells (`listen_cell_clicks`). Streamlit's `st.plotly_chart(on_select=...)`
+reports selections, and Plotly heatmaps have no selectable points, so the first version laid
+an invisible scatter point over every cell: ~2,000 SVG nodes on the Explore page, half its
+DOM, and most of what the browser spent on a redraw. Instead, a component listens for
+Plotly's own `plotly_click` on the heatmaps marked clickable (`layout.meta`,
 `figs.CLICKABLE`) and sends the clicked cell's customdata back as a trigger value.
 
 The listener binds lazily: a capturing `pointerdown` on the document attaches the handler to
 the chart under the pointer if Plotly has (re)created its event emitter since, so charts
 drawn later, or redrawn by `Plotly.newPlot`, need no polling and no mutation observer.
+
+The first paint (`after_first_paint`): a trigger fired once the browser has painted, so a
+page can draw its first answer alone and the heavy rest in the rerun it causes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import streamlit as st
 
 from app import figures as figs
 
-_JS = """
+_CELL_JS = """
 export default function (component) {
   const { setTriggerValue } = component;
   const KEY = %(key)s;
@@ -44,10 +49,10 @@ export default function (component) {
 }
 """ % {"key": repr(figs.CLICKABLE)}
 
-_component = st.components.v2.component("weld_dashboard.cell_clicks", js=_JS)
+_cell_clicks = st.components.v2.component("weld_dashboard.cell_clicks", js=_CELL_JS)
 
 
-def listen(key: str, on_click: Callable[[str, dict], None]) -> None:
+def listen_cell_clicks(key: str, on_click: Callable[[str, dict], None]) -> None:
     """Mount the listener (once per page run; it takes no space). A click on a cell of a
     heatmap marked `clickable=name` calls `on_click(name, {"token", "s0", "s1"})` before the
     script (or fragment) reruns; a malformed report is ignored."""
@@ -62,4 +67,26 @@ def listen(key: str, on_click: Callable[[str, dict], None]) -> None:
         if got is not None:
             on_click(*got)
 
-    _component(key=key, on_cell_change=changed, width="stretch", height="content")
+    _cell_clicks(key=key, on_cell_change=changed, width="stretch", height="content")
+
+
+# --------------------------------------------------------------------------- first paint
+
+_PAINT_JS = """
+export default function (component) {
+  const { setTriggerValue } = component;
+  let live = true;
+  // requestAnimationFrame runs just before the next paint; the timeout, just after it.
+  const frame = requestAnimationFrame(() => setTimeout(() => { if (live) setTriggerValue('painted', true); }, 0));
+  return () => { live = false; cancelAnimationFrame(frame); };
+}
+"""
+
+_first_paint = st.components.v2.component("weld_dashboard.first_paint", js=_PAINT_JS)
+
+
+def after_first_paint(key: str, on_painted: Callable[[], None]) -> None:
+    """Call `on_painted()` and rerun (the fragment this is in, or the script) as soon as the
+    browser has painted what the run drew so far: a page can send its first answer alone and
+    draw the rest in the rerun. (Only a browser fires it: AppTest never does.)"""
+    _first_paint(key=key, on_painted_change=on_painted, width="stretch", height="content")

@@ -95,13 +95,16 @@ def _applies(page: str, param: str) -> bool:
 def write_url(page: str) -> None:
     """Make the address bar a link to this view (only the parameters that changed)."""
     want = link_params(page)
+    changed: dict[str, str] = {}
     for param, key in URL.get(page, {}).items():
         if key not in st.session_state:         # its widget is not drawn yet (a fragment, a later run)
             continue
         if param in want and st.query_params.get(param) != want[param]:
-            st.query_params[param] = want[param]
+            changed[param] = want[param]
         elif param not in want and param in st.query_params:
             del st.query_params[param]
+    if changed:                                 # one message to the browser, not one per parameter
+        st.query_params.update(changed)
 
 
 def link(page: str) -> str:

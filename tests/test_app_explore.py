@@ -126,6 +126,20 @@ def test_each_sample_weld_baseline_and_target(app, data):
         assert errors(app) == [], target
 
 
+def test_a_sessions_first_run_sends_the_first_answer_alone(data):
+    """Before the browser has painted: prediction and modality contributions, and the listener
+    that reruns the app once painted; no maps yet. After: the rest (the browser test sees both)."""
+    at = new_app(painted=False).run()
+    assert problems(at) == []
+    assert _keys(at) == {"explore_pred", "explore_bars"}
+    assert [e.key for e in at.main.get("bidi_component")] == ["explore_first_paint"]
+    assert any(c.value == "Drawing the attention maps…" for c in at.caption)
+    at.session_state["explore_painted"] = True          # what the trigger's callback sets
+    at.run()
+    assert {"explore_token_bars", "explore_hm_sensor", "explore_hm_video"} <= _keys(at)
+    assert not any(c.value == "Drawing the attention maps…" for c in at.caption)
+
+
 def test_heatmaps_are_clickable_and_a_clicked_cell_shows_its_samples(app):
     """Every heatmap names its modality for the click listener (mounted once, in the open tab);
     the click itself is the browser test's. A selected sensor cell lists its samples."""

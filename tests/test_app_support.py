@@ -71,8 +71,14 @@ def zip_weld(folder: Path) -> bytes:
     return buf.getvalue()
 
 
-def new_app() -> AppTest:
-    return AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+def new_app(painted: bool = True) -> AppTest:
+    """A fresh session. Explore's first run in a browser sends its first answer alone and draws
+    the rest once the browser reports the paint (`browser_events.after_first_paint`), which
+    AppTest never does: `painted` says that already happened."""
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    if painted:
+        at.session_state["explore_painted"] = True
+    return at
 
 
 def started_app(url_path: str | None = None) -> AppTest:

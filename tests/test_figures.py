@@ -191,7 +191,7 @@ def test_selected_cell_is_outlined_and_clicks_map_back_to_positions():
     fig = figs.attention_heatmap(z, _time_positions(20), selected=(2, 13), clickable="sensor")
     (shape,) = fig.layout.shapes
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (12.5, 13.5, 1.5, 2.5)
-    # what app.cell_clicks' script sends: the map's name and the cell's first customdata fields
+    # what app.browser_events' script sends: the map's name and the cell's first customdata fields
     click = {"map": "sensor", "customdata": [float(v) for v in fig.data[0].customdata[2, 13, :3]]}
     assert figs.cell_from_click(click) == ("sensor", {"token": 2, "s0": 13, "s1": 13})
     # a typed array may arrive as an object
