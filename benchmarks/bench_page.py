@@ -138,8 +138,11 @@ def explore_payloads(weld_id: str) -> list[int]:
     """Bytes of every figure the Explore page sends for this weld (spec + config), via AppTest."""
     from streamlit.testing.v1 import AppTest
 
+    from app.screens.explore import PAINTED
+
     at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=300)
     at.query_params["weld"] = weld_id
+    at.session_state[PAINTED] = True      # the whole page: AppTest never reports the first paint
     at.run()
     if at.exception:
         raise RuntimeError(f"Explore failed for {weld_id}: {at.exception[0].value}")
