@@ -9,6 +9,7 @@ so it is one fragment (`views`): changing a display control reruns that part alo
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.navigation.page import StreamlitPage
 
 from fusion_core.errors import InputError
@@ -48,7 +49,14 @@ def open_in_explore(**what) -> None:
 def explore_page() -> None:
     state.restore(K)
     widgets.apply_request(K)
-    ck, wi, target = sidebar()
+    ck, wi, target, link = sidebar()
+    main_area(ck, wi, target)
+    # Last, into its place in the sidebar: the link carries every choice of this run, and its
+    # elements reach the browser after the first chart.
+    state.copy_link(K, link)
+
+
+def main_area(ck: LoadedCheckpoint | None, wi: WeldInput | None, target: str) -> None:
     problems, header, contrib = st.container(), st.container(), st.container()
     with problems:
         widgets.main_area_problems()
@@ -94,7 +102,8 @@ def explore_page() -> None:
 
 # --------------------------------------------------------------------------- inputs
 
-def sidebar() -> tuple[LoadedCheckpoint | None, WeldInput | None, str]:
+def sidebar() -> tuple[LoadedCheckpoint | None, WeldInput | None, str, DeltaGenerator]:
+    """The checkpoint, the weld, the target, and a place for the "Link to this view" box."""
     with st.sidebar:
         st.subheader("Checkpoint")
         ck = widgets.checkpoint_picker(K, default="demo-best", query_param="checkpoint")
@@ -104,8 +113,8 @@ def sidebar() -> tuple[LoadedCheckpoint | None, WeldInput | None, str]:
         state.from_url(f"{K}_target", "target", widgets.target_options(ck))
         target = st.selectbox("Target", widgets.target_options(ck), key=f"{K}_target",
                               help="\n\n".join(f"**{k}**: {v}" for k, v in TARGETS.items()))
-        state.copy_link(K)
-    return ck, wi, target
+        link = st.container()
+    return ck, wi, target, link
 
 
 def explanation(header, ck, wi, baseline: str, target: str) -> tuple | None:
