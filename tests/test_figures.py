@@ -387,3 +387,11 @@ def test_figure_html_embeds_plotly_js_and_needs_no_cdn():
     assert len(html) > 1_000_000                      # plotly.js is inside
     assert "cdn.plot.ly" not in html.split("Plotly.newPlot")[0].split("<script")[1]
     assert '<script src="http' not in html
+
+
+def test_heatmap_colour_bar_title_defaults_to_the_value_label_and_can_be_left_out():
+    z = np.random.default_rng(1).random((2, 9))
+    assert figs.attention_heatmap(z, value_label="‖α·v‖").data[0].colorbar.title.text == "‖α·v‖"
+    narrow = figs.attention_heatmap(z, value_label="‖α·v‖", colorbar_title="")
+    assert not narrow.data[0].colorbar.title.text
+    assert "‖α·v‖" in narrow.data[0].hovertemplate          # the hover still names the value

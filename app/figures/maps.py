@@ -112,13 +112,15 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
                       zmid: float | None = None, max_cols: int | None = HEATMAP_MAX_COLS, agg: str = "max",
                       value_label: str = "attention", selected: tuple[int, int] | None = None,
                       height: int | None = None, showscale: bool = True, token_label: str = "token ",
-                      clickable: str | None = None) -> go.Figure:
+                      clickable: str | None = None, colorbar_title: str | None = None) -> go.Figure:
     """Fusion token × position heatmap; each cell's customdata holds its token and positions.
 
     Columns beyond `max_cols` are binned (`agg`: max keeps peaks, sum keeps mass); a cell's
     customdata then gives the first and last position of its bin. `selected` = (token,
     position) outlines that cell. `clickable` (a name, e.g. the modality) marks the figure
     for `app.browser_events`, which reports clicks on its cells under that name.
+    `colorbar_title` (default: `value_label`; "" for none) titles the colour bar: in a third
+    of a 1000 px page its vertical title ran into the next column.
     """
     z = np.asarray(z, dtype=np.float64)
     T, S = z.shape
@@ -133,7 +135,8 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
     heat = go.Heatmap(z=zd, x=np.arange(k), y=np.arange(T), zmin=zmin, zmax=zmax, zmid=zmid,
                       colorscale=colorscale, customdata=custom, showscale=showscale,
                       hovertemplate=hover_template(fields, downsampled, value_label),
-                      colorbar=dict(title=dict(text=value_label, side="right"), thickness=10, len=0.9), name="map")
+                      colorbar=dict(title=dict(text=value_label if colorbar_title is None else colorbar_title,
+                                               side="right"), thickness=10, len=0.9), name="map")
     shapes = []
     if selected is not None:
         t_sel, s_sel = selected

@@ -247,13 +247,14 @@ def maps_ab(exp_a: Explanation, exp_b: Explanation, i: int, names: tuple[str, st
     label = figs.MAP_VALUE_LABELS[opts["kind"]]
     if maps:
         st.caption(f"Each row: {names[0]} · {names[1]} · B − A (red: B attends more); T0… are the fusion "
-                   "tokens.")
+                   f"tokens. Colour: {label}, one scale for A and B.")
     for m, (za, zb) in maps.items():
         st.markdown(f"**{m}**")
         zmin, zmax = all_range if opts["shared_all"] else shared_range([za, zb], opts["robust"])
         pos = positions_of(exp_a, m, i)
         row = st.columns(3)
-        short = dict(colorscale=opts["cscale"], value_label=label, token_label="T", zmin=zmin, zmax=zmax)
+        short = dict(colorscale=opts["cscale"], value_label=label, token_label="T", zmin=zmin, zmax=zmax,
+                     colorbar_title="")       # named in the caption above: a third of 1000 px has no room
         drawn[f"{m}_A"] = figs.attention_heatmap(za, pos, title=f"{m} · A", **short)
         drawn[f"{m}_B"] = figs.attention_heatmap(zb, pos, title=f"{m} · B", **short)
         drawn[f"{m}_diff"] = figs.difference_heatmap(za, zb, pos, title=f"{m} · B − A", token_label="T")
