@@ -92,7 +92,11 @@ def main(argv=None) -> int:
         real = getattr(owner, name)
         setattr(owner, name, lambda *a, _real=real, **k: explains.append(1) or _real(*a, **k))
 
-    at = AppTest.from_file(MAIN, default_timeout=180).run()
+    from app.screens.explore import PAINTED
+
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.session_state[PAINTED] = True      # the whole page each run: AppTest never reports the first paint
+    at.run()
     at.radio(key="explore_weld_source").set_value("Upload a zip").run()
     start = rss_mb()
     print(f"soak_rss_mb_start={start:.1f}", flush=True)
