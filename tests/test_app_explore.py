@@ -152,6 +152,9 @@ def test_heatmaps_are_clickable_and_a_clicked_cell_shows_its_samples(app):
     app.run()
     assert problems(app) == []
     assert any(md.value.startswith("#### Selected: sensor, token 1") for md in app.markdown)
+    # the span it covers is shaded and named as such, not as the weld's planted defect
+    (raw,) = [json.loads(c.proto.spec) for c in charts(app) if c.key == "explore_cell_raw"]
+    assert {sh.get("name") for sh in raw["layout"]["shapes"]} == {"this cell's span"}
     # The samples logged in that step's time span, listed under its trace.
     (rows,) = [t.value for t in app.table]
     times = [float(c.split()[2]) for c in rows.columns]                 # "t = 0.81 s"

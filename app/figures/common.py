@@ -68,12 +68,19 @@ def wrap_label(text: str, width: int = 14) -> str:
     return "<br>".join(lines)
 
 
+def layout_dict(title: str | None = None, height: int | None = None, **kw) -> dict:
+    """The shared look as a layout dict, for a figure built in one `go.Figure(data, layout)`
+    call: each `update_layout` on a built figure goes through Plotly's relayout machinery
+    (~3 ms a call; nearly half of a heatmap-cell click's server time went there)."""
+    kw.setdefault("margin", dict(l=60, r=20, t=40 if title else 16, b=40))
+    return dict(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)) if title else None,
+                height=height, font=FONT, **kw)         # template: the default (TEMPLATE)
+
+
 def layout(fig: go.Figure, title: str | None = None, height: int | None = None, **kw) -> go.Figure:
     """The shared look; axes grow their margins to fit their labels (automargin, from the
     template), so no tick label or category name is clipped in a narrow column."""
-    kw.setdefault("margin", dict(l=60, r=20, t=40 if title else 16, b=40))
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)) if title else None,
-                      height=height, font=FONT, **kw)        # template: the default (TEMPLATE)
+    fig.update_layout(layout_dict(title, height, **kw))
     return fig
 
 

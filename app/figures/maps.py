@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from fusion_core.explain.views import downsample_columns, shared_range
 from fusion_core.vocab import MODALITIES
 
-from .common import f32, layout
+from .common import f32, layout, layout_dict
 
 HEATMAP_MAX_COLS = 600     # about the pixels a half-width heatmap has
 # The colour-bar label of each map kind (fusion_core.explain.engine.MAP_KINDS).
@@ -155,10 +155,12 @@ def attention_heatmap(z: np.ndarray, positions: pd.DataFrame | None = None, *, t
                  range=[-0.5, k - 0.5], showgrid=False, zeroline=False, tickangle=0, automargin=False, **ticks)
     yaxis = dict(tickvals=list(range(T)), ticktext=[f"{token_label}{t}" for t in range(T)], autorange="reversed",
                  showgrid=False, zeroline=False, automargin=False)
-    fig = go.Figure(data=[heat], layout=dict(xaxis=xaxis, yaxis=yaxis, shapes=shapes,
-                                             meta={CLICKABLE: clickable} if clickable is not None else None))
-    return layout(fig, title, height or (110 + 34 * T), hovermode="closest", dragmode="zoom",
-                  margin=dict(l=max(56, 16 + 7 * len(f"{token_label}{T - 1}")), r=20, t=40 if title else 16, b=48))
+    lay = layout_dict(title, height or (110 + 34 * T), hovermode="closest", dragmode="zoom",
+                      margin=dict(l=max(56, 16 + 7 * len(f"{token_label}{T - 1}")), r=20, t=40 if title else 16, b=48),
+                      xaxis=xaxis, yaxis=yaxis, shapes=shapes)
+    if clickable is not None:
+        lay["meta"] = {CLICKABLE: clickable}
+    return go.Figure(data=[heat], layout=lay)
 
 
 def cell_from_click(click: object) -> tuple[str, dict] | None:
@@ -243,19 +245,26 @@ def twin_heatmaps(left: np.ndarray, right: np.ndarray, positions: pd.DataFrame |
 
 
 def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "per head") -> go.Figure:
-    """Bars per head for one cell: {"attention": (heads,), "value-weighted": (heads,)}."""
-    # Stacked, not side by side: in a third of a 1000 px page two panels' titles collided.
-    fig = make_subplots(rows=len(values), cols=1, subplot_titles=list(values), vertical_spacing=0.22)
-    for i, (name, v) in enumerate(values.items(), start=1):
+    """Bars per head for one cell: {"attention": (heads,), "value-weighted": (heads,)}, one
+    panel each, stacked (side by side in a third of a 1000 px page, their titles collided).
+    Laid out by hand in one Figure call: make_subplots and update_* took ~16 ms per click."""
+    n = len(values)
+    gap = 0.22 if n > 1 else 0.0
+    h = (1.0 - gap * (n - 1)) / n
+    traces, lay = [], {}
+    for i, (name, v) in enumerate(values.items()):
         v = np.asarray(v, dtype=np.float64)
-        fig.add_trace(go.Bar(x=[f"h{h}" for h in range(len(v))], y=f32(v), marker_color="#5B8E7D",
-                             showlegend=False, hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>"),
-                      row=i, col=1)
-    fig.update_annotations(font=dict(size=12))
-    fig.update_yaxes(tickformat=".2~g", nticks=4)       # 8e-07, not the SI "800n"
-    fig.update_xaxes(tickangle=0)
-    fig.update_xaxes(title_text="head", row=len(values), col=1)    # under the last panel only
-    return layout(fig, title, 110 + 130 * len(values), margin=dict(l=50, r=20, t=50, b=30))
+        sfx = "" if i == 0 else str(i + 1)
+        top = 1.0 - i * (h + gap)
+        traces.append(go.Bar(x=[f"h{j}" for j in range(len(v))], y=f32(v), marker_color="#5B8E7D", showlegend=False,
+                             xaxis=f"x{sfx}", yaxis=f"y{sfx}", hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>"))
+        lay[f"xaxis{sfx}"] = dict(anchor=f"y{sfx}", domain=[0.0, 1.0], tickangle=0,
+                                  title_text="head" if i == n - 1 else None)      # under the last panel only
+        lay[f"yaxis{sfx}"] = dict(anchor=f"x{sfx}", domain=[top - h, top], tickformat=".2~g", nticks=4)  # 8e-07, not 800n
+        lay.setdefault("annotations", []).append(
+            dict(text=name, x=0.5, xanchor="center", xref="paper", y=top, yanchor="bottom", yref="paper",
+                 showarrow=False, font=dict(size=12)))
+    return go.Figure(data=traces, layout=layout_dict(title, 110 + 130 * n, margin=dict(l=50, r=20, t=50, b=30), **lay))
 
 
 # --------------------------------------------------------------------------- the time cursor

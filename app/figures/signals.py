@@ -9,6 +9,9 @@ the legend goes under the figure."""
 
 from __future__ import annotations
 
+import functools
+import json
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,7 +21,7 @@ from fusion_core.explain.views import SPEC_MAX_FRAMES, minmax_envelope, shared_r
 from fusion_core.io.procedure import ProcedureLimits, out_of_range_spans
 from fusion_core.vocab import SENSOR_UNITS
 
-from .common import f32, layout
+from .common import f32, layout, layout_dict
 from .maps import add_time_cursor
 
 SIGNAL_MAX_POINTS = 2000   # time bins of a raw signal (each bin sends its min and max)
@@ -26,6 +29,7 @@ TRACE = "#3D5A80"
 REFERENCE = "rgba(110,110,110,0.55)"
 REFERENCE_FILL = "rgba(150,150,150,0.25)"
 TRUTH_FILL = "#F2B134"                 # planted-defect windows (truth.json)
+TRUTH_LABEL = "planted defect (truth)"
 OUT_FILL = "rgba(214,39,40,0.25)"      # out of the procedure's range
 BAND_FILL = "rgba(44,160,44,0.10)"     # the procedure's allowed band
 BAND_LINE = "rgba(44,160,44,0.7)"
@@ -34,23 +38,20 @@ X_TICKS = 10
 LEFT_PX = 76                           # one left margin for the sensor and audio figures: their time axes line up
 
 
-def _add_windows(fig: go.Figure, windows, rows=None) -> None:
+def _add_windows(fig: go.Figure, windows, rows=None, label: str = TRUTH_LABEL) -> None:
     """Truth windows shaded; one legend entry for all of them. `rows`: the figure's rows share
     one time axis (make_subplots, shared x), so one shape per window spans them all (paper
     height): `add_vrect(row="all")` made one per row, and was a third of the sensor figure's
-    build time (~25 ms of a heatmap-cell click, 9 rows)."""
+    build time."""
     windows = list(windows or ())
     if rows:
-        shapes = [dict(type="rect", x0=a, x1=z, xref="x", y0=0, y1=1, yref="paper", fillcolor=TRUTH_FILL,
-                       opacity=0.22, line_width=0, layer="below", name="planted defect (truth)",
-                       legendgroup="truth", showlegend=i == 0) for i, (a, z) in enumerate(windows)]
-        if shapes:
-            fig.update_layout(shapes=list(fig.layout.shapes) + shapes)
+        if windows:
+            fig.update_layout(shapes=list(fig.layout.shapes) + _window_shapes(windows, label))
         return
     for a, z in windows:
         fig.add_vrect(x0=a, x1=z, fillcolor=TRUTH_FILL, opacity=0.22, line_width=0, layer="below",
-                      name="planted defect (truth)", legendgroup="truth", showlegend=False)
-    truth = [sh for sh in fig.layout.shapes if sh.name == "planted defect (truth)"]
+                      name=label, legendgroup="truth", showlegend=False)
+    truth = [sh for sh in fig.layout.shapes if sh.name == label]
     if truth:
         truth[0].showlegend = True
 
@@ -104,8 +105,8 @@ def _row_title(c: str, limits: ProcedureLimits | None, spans: list | None) -> st
     return text + f" · <span style='color:#C0392B'>{n} span{'s' if n != 1 else ''} out of range, {total:.2f} s in all</span>"
 
 
-def _draw_limits(fig: go.Figure, row: int, c: str, limits: ProcedureLimits, spans: list, t: np.ndarray,
-                 y: np.ndarray, first: dict) -> None:
+def _limit_shapes(row: int, c: str, limits: ProcedureLimits, spans: list, t: np.ndarray, y: np.ndarray,
+                  first: dict) -> list[dict]:
     """The allowed band of channel `c` over the checked span, and its out-of-range spans shaded."""
     lim = limits.channels[c]
     xr, yr = ("x", "y") if row == 1 else (f"x{row}", f"y{row}")
@@ -113,16 +114,24 @@ def _draw_limits(fig: go.Figure, row: int, c: str, limits: ProcedureLimits, span
     finite = y[np.isfinite(y)]
     lo = lim.min if lim.min is not None else min(float(finite.min()) if finite.size else lim.max, lim.max)
     hi = lim.max if lim.max is not None else max(float(finite.max()) if finite.size else lim.min, lim.min)
-    name = "allowed range"
-    fig.add_shape(type="rect", x0=a, x1=b, y0=lo, y1=hi, xref=xr, yref=yr, fillcolor=BAND_FILL, layer="below",
-                  line=dict(color=BAND_LINE, width=1, dash="dot"), name=name, legendgroup="allowed",
-                  showlegend=not first.setdefault("allowed", False))
+    out = [dict(type="rect", x0=a, x1=b, y0=lo, y1=hi, xref=xr, yref=yr, fillcolor=BAND_FILL, layer="below",
+                line=dict(color=BAND_LINE, width=1, dash="dot"), name="allowed range", legendgroup="allowed",
+                showlegend=not first.get("allowed", False))]
     first["allowed"] = True
     for s0, s1 in spans:
-        fig.add_shape(type="rect", x0=s0, x1=s1, y0=0, y1=1, xref=xr, yref=f"{yr} domain", fillcolor=OUT_FILL,
-                      line_width=0, layer="below", name="out of range", legendgroup="out",
-                      showlegend=not first.get("out", False))
+        out.append(dict(type="rect", x0=s0, x1=s1, y0=0, y1=1, xref=xr, yref=f"{yr} domain", fillcolor=OUT_FILL,
+                        line=dict(width=0), layer="below", name="out of range", legendgroup="out",
+                        showlegend=not first.get("out", False)))
         first["out"] = True
+    return out
+
+
+def _window_shapes(windows, label: str = TRUTH_LABEL) -> list[dict]:
+    """Shaded time windows (the truth's, or a clicked cell's span), one paper-high shape each
+    (the rows share one time axis)."""
+    return [dict(type="rect", x0=a, x1=z, xref="x", y0=0, y1=1, yref="paper", fillcolor=TRUTH_FILL, opacity=0.22,
+                 line=dict(width=0), layer="below", name=label, legendgroup="truth",
+                 showlegend=i == 0) for i, (a, z) in enumerate(windows or ())]
 
 
 def _aligned(ref: pd.DataFrame, t_start: float) -> pd.DataFrame:
@@ -132,21 +141,31 @@ def _aligned(ref: pd.DataFrame, t_start: float) -> pd.DataFrame:
     return ref
 
 
-def _sensor_layout(n_chans: int, band: bool, titles: list[str], title: str | None, legend: bool):
-    """make_subplots with each row's title in the gap above the row, heights in pixels."""
+@functools.lru_cache(maxsize=32)
+def _sensor_grid(n_chans: int, band: bool) -> tuple[str, float]:
+    """make_subplots' layout for this many rows (JSON, without the template), and the plot
+    height in px. Cached: make_subplots builds and validates every axis (~16 ms for six rows),
+    and a heatmap-cell click draws one."""
     n = n_chans + (1 if band else 0)
     plot_px = ROW_PX * n_chans + (BAND_PX if band else 0) + GAP_PX * (n - 1)
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=GAP_PX / plot_px,
-                        row_heights=[ROW_PX] * n_chans + ([BAND_PX] if band else []))
-    # Row titles as annotations at the top left of each row, set in one update (subplot_titles
-    # and update_annotations cost ~10 ms more per figure, one relayout per title).
-    fig.update_layout(annotations=[
-        dict(text=text, x=0.0, xanchor="left", xref="paper", y=fig.layout[f"yaxis{i if i > 1 else ''}"].domain[1],
+    grid = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=GAP_PX / plot_px,
+                         row_heights=[ROW_PX] * n_chans + ([BAND_PX] if band else []))
+    lay = grid.layout.to_plotly_json()
+    lay.pop("template", None)
+    return json.dumps(lay), plot_px
+
+
+def _sensor_layout(n_chans: int, band: bool, titles: list[str], title: str | None, legend: bool):
+    """The rows' layout (a dict) with each row's title in the gap above the row, heights in pixels."""
+    grid, plot_px = _sensor_grid(n_chans, band)
+    lay = json.loads(grid)
+    lay["annotations"] = [
+        dict(text=text, x=0.0, xanchor="left", xref="paper", y=lay[f"yaxis{i if i > 1 else ''}"]["domain"][1],
              yanchor="bottom", yref="paper", showarrow=False, font=dict(size=12), yshift=-2)
-        for i, text in enumerate(titles, start=1)])
+        for i, text in enumerate(titles, start=1)]
     top = (40 if title else 8) + GAP_PX
     bottom = 44 + (34 if legend else 0)
-    return fig, n, plot_px + top + bottom, dict(l=LEFT_PX, r=20, t=top, b=bottom)
+    return lay, n_chans + (1 if band else 0), plot_px + top + bottom, dict(l=LEFT_PX, r=20, t=top, b=bottom)
 
 
 def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, positions: pd.DataFrame | None = None,
@@ -154,18 +173,20 @@ def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, posit
                   max_points: int | None = SIGNAL_MAX_POINTS, colorscale="Viridis", zmax: float | None = None,
                   band_label: str = "attention", title: str | None = None, robust: bool = False,
                   limits: ProcedureLimits | None = None, reference: pd.DataFrame | None = None,
-                  reference_label: str = "reference", cursor: float | None = None) -> go.Figure:
+                  reference_label: str = "reference", cursor: float | None = None,
+                  window_label: str = TRUTH_LABEL) -> go.Figure:
     """Sensor channels over time (min/max envelope beyond max_points), attention band beneath.
 
     `limits`: each channel's allowed band and its out-of-range spans (counted over the whole
     log, in the row's title). `reference`: another weld's log drawn faintly underneath,
-    time-aligned at the start. `cursor`: a vertical line at that time."""
+    time-aligned at the start. `cursor`: a vertical line at that time. `windows` are shaded and
+    named `window_label` in the legend (the truth's by default)."""
     chans = [c for c in sensor.columns if c != "t"]
     band = weights is not None and positions is not None and "t0" in positions.columns
     status = limit_status(sensor, limits)
     legend = bool(windows) or reference is not None or limits is not None
     titles = [_row_title(c, limits, status.get(c)) for c in chans]
-    fig, n, height, margin = _sensor_layout(len(chans), band, titles, title, legend)
+    lay, n, height, margin = _sensor_layout(len(chans), band, titles, title, legend)
     t_all = sensor["t"].to_numpy(dtype=np.float64)
     t, lo, hi = minmax_envelope(t_all, sensor[chans].to_numpy(), max_points, t_range)
     ref = None
@@ -173,33 +194,44 @@ def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, posit
         ref_chans = [c for c in chans if c in reference.columns]
         ref = _aligned(reference, float(t_all[0]))
         rt, rlo, rhi = minmax_envelope(ref["t"].to_numpy(), ref[ref_chans].to_numpy(), max_points, t_range)
+    # Traces on their row's axes, shapes and axis settings in the layout dict, then ONE
+    # Figure(data, layout) call: add_trace(row=) and update_* each took milliseconds.
+    traces: list = []
+    shapes: list[dict] = []
     first: dict = {}
+
+    def on_row(trs, i):
+        sfx = "" if i == 1 else str(i)
+        for tr in trs:
+            tr.update(xaxis=f"x{sfx}", yaxis=f"y{sfx}")
+            traces.append(tr)
+
     for i, c in enumerate(chans, start=1):
         if ref is not None and c in ref_chans:
             j = ref_chans.index(c)
-            for tr in _envelope_traces(rt, rlo[:, j], rhi[:, j], f"{reference_label} · {c}", color=REFERENCE,
-                                       fill=REFERENCE_FILL, width=1.0, group="reference",
-                                       legend=reference_label if not first.get("ref") else None):
-                fig.add_trace(tr, row=i, col=1)
+            on_row(_envelope_traces(rt, rlo[:, j], rhi[:, j], f"{reference_label} · {c}", color=REFERENCE,
+                                    fill=REFERENCE_FILL, width=1.0, group="reference",
+                                    legend=reference_label if not first.get("ref") else None), i)
             first["ref"] = True
-        for tr in _envelope_traces(t, lo[:, i - 1], hi[:, i - 1], channel_label(c), color=TRACE,
-                                   fill="rgba(61,90,128,0.35)", width=1.2,
-                                   legend="this weld" if ref is not None and i == 1 else None, group="weld"):
-            fig.add_trace(tr, row=i, col=1)
+        on_row(_envelope_traces(t, lo[:, i - 1], hi[:, i - 1], channel_label(c), color=TRACE,
+                                fill="rgba(61,90,128,0.35)", width=1.2,
+                                legend="this weld" if ref is not None and i == 1 else None, group="weld"), i)
         if c in status:
-            _draw_limits(fig, i, c, limits, status[c], t_all, sensor[c].to_numpy(dtype=np.float64), first)
-    # One layout update for all rows: update_yaxes(row=i) searches every axis on each call.
-    fig.update_layout({f"yaxis{i if i > 1 else ''}": dict(title_text=SENSOR_UNITS.get(c, ""), nticks=3)
-                       for i, c in enumerate(chans, start=1)})
+            shapes += _limit_shapes(i, c, limits, status[c], t_all, sensor[c].to_numpy(dtype=np.float64), first)
+        lay[f"yaxis{i if i > 1 else ''}"].update(title_text=SENSOR_UNITS.get(c, ""), nticks=3)
     if band:
         edges, vals = time_band(positions, weights)
-        fig.add_trace(_band_trace(edges, vals, colorscale, zmax, band_label, robust), row=n, col=1)
-        fig.update_yaxes(showticklabels=True, row=n, col=1)
-    _add_windows(fig, windows, rows=True)
-    _finish_time_axes(fig, n, t_range, cursor)
-    return layout(fig, title, height, margin=margin, showlegend=legend,
-                  legend=dict(orientation="h", x=0, xanchor="left", y=-44 / max(height - margin["t"] - margin["b"], 1),
-                              yanchor="top", font=dict(size=11)))
+        on_row([_band_trace(edges, vals, colorscale, zmax, band_label, robust)], n)
+        lay[f"yaxis{n}"]["showticklabels"] = True
+    for j in range(1, n + 1):
+        lay[f"xaxis{j if j > 1 else ''}"].update(nticks=X_TICKS, **({"range": list(t_range)} if t_range else {}))
+    lay[f"xaxis{n if n > 1 else ''}"]["title"] = dict(text="time (s)")
+    lay["shapes"] = shapes + _window_shapes(windows, window_label)
+    lay.update(layout_dict(title, height, margin=margin, showlegend=legend,
+                           legend=dict(orientation="h", x=0, xanchor="left",
+                                       y=-44 / max(height - margin["t"] - margin["b"], 1), yanchor="top",
+                                       font=dict(size=11))))
+    return add_time_cursor(go.Figure(data=traces, layout=lay), cursor)
 
 
 def _finish_time_axes(fig: go.Figure, n: int, t_range, cursor: float | None) -> None:
@@ -248,7 +280,7 @@ def audio_figure(audio: np.ndarray, sample_rate: int, weights: np.ndarray | None
                  colorscale="Viridis", zmax: float | None = None, band_label: str = "attention",
                  title: str | None = None, db_range: float = 80.0, robust: bool = False,
                  reference: np.ndarray | None = None, reference_label: str = "reference",
-                 cursor: float | None = None) -> go.Figure:
+                 cursor: float | None = None, window_label: str = TRUTH_LABEL) -> go.Figure:
     """Waveform envelope or spectrogram, attention band beneath. The spectrogram's levels
     travel as uint8 (the top `db_range` dB in 256 steps). `reference` (same sample rate):
     another weld's amplitude envelope drawn faintly under the waveform (not on a
@@ -264,7 +296,7 @@ def audio_figure(audio: np.ndarray, sample_rate: int, weights: np.ndarray | None
     if band:
         edges, vals = time_band(positions, weights)
         fig.add_trace(_band_trace(edges, vals, colorscale, zmax, band_label, robust), row=2, col=1)
-    _add_windows(fig, windows, rows=True)
+    _add_windows(fig, windows, rows=True, label=window_label)
     _finish_time_axes(fig, 2 if band else 1, t_range, cursor)
     legend = reference is not None or bool(windows)
     return layout(fig, title, 300 + (30 if legend else 0), showlegend=legend,

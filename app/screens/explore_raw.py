@@ -133,11 +133,12 @@ def cell_signal(weld: Weld, m: str, pos: pd.DataFrame, s0: int, s1: int) -> None
     rng = (max(0.0, t0 - pad), t1 + pad)
     if m == "audio" and weld.audio is not None:
         st.plotly_chart(figs.audio_figure(weld.audio, weld.sample_rate, view="spectrogram", t_range=rng,
-                                          windows=[(t0, t1)], max_points=4000,
+                                          windows=[(t0, t1)], max_points=4000, window_label="this cell's span",
                                           title=f"audio around {t0:.2f}–{t1:.2f} s (span shaded)"),
                         key=f"{K}_cell_raw", **figs.CHART)
     elif m == "sensor" and weld.sensor is not None:
         st.plotly_chart(figs.sensor_figure(weld.sensor, t_range=rng, windows=[(t0, t1)], max_points=None,
+                                           window_label="this cell's span",
                                            title=f"sensor around {t0:.2f}–{t1:.2f} s (span shaded)"),
                         key=f"{K}_cell_raw", **figs.CHART)
         inside = weld.sensor[(weld.sensor["t"] >= t0) & (weld.sensor["t"] < t1)]
