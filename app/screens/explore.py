@@ -87,17 +87,9 @@ def main_area(ck: LoadedCheckpoint | None, wi: WeldInput | None, target: str) ->
     state.write_url(K)
     if got is None:
         return
-    painted = st.session_state.get(PAINTED, False)
     with contrib:
-        contributions(exp, bc[1], drawn, per_token=painted)
-    if not painted:
-        # A session's first run sends the first answer (prediction and modality contributions)
-        # alone; once the browser has painted it, it reruns the app to draw the rest. In one
-        # batch, the first chart waited for all of them (2.3x a bare page's load, bench_ui).
-        st.caption("Drawing the attention maps…")
-        browser_events.after_first_paint(f"{K}_first_paint", lambda: st.session_state.update({PAINTED: True}))
-        return
-    views(ck, wi, exp, baseline, target, drawn)
+        contributions(exp, bc[1], drawn)
+    rest(ck, wi, exp, baseline, target, drawn)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -209,9 +201,8 @@ def how_to_read(exp: Explanation) -> None:
 """)
 
 
-def contributions(exp: Explanation, toggle_at, drawn: dict, per_token: bool = True) -> None:
-    """Bars per contribution method (relevance share on request) and, with `per_token`,
-    Shapley per fusion token."""
+def contributions(exp: Explanation, toggle_at, drawn: dict) -> None:
+    """Bars per contribution method (relevance share on request)."""
     methods = [m for m in exp.contributions if m != "relevance"]
     if exp.has_attention and toggle_at.toggle("Also show the relevance share", key=f"{K}_relevance_share"):
         methods.append("relevance")
@@ -220,10 +211,27 @@ def contributions(exp: Explanation, toggle_at, drawn: dict, per_token: bool = Tr
                                                     efficiency_gap=float(exp.efficiency_gap[B]),
                                                     unit=target_unit(exp.target))
     st.plotly_chart(drawn["contributions"], key=f"{K}_bars", **figs.CHART)
-    if per_token and exp.token_shapley.shape[1]:      # below, not beside: three panels need the full width at 1000 px
+
+
+@st.fragment
+def rest(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, target: str, drawn: dict) -> None:
+    """Everything below the modality contributions: Shapley per fusion token, then the maps
+    and the other views (`views`, a fragment of its own inside this one).
+
+    A session's first run sends the first answer (prediction and modality contributions)
+    alone: here only a placeholder and a listener, which reruns this fragment once the
+    browser has painted that answer. In one batch, the first chart waited for all of them
+    (2.3× a bare page's load, bench_ui); a fragment rerun, not an app rerun, so the header
+    and the sidebar are not sent again."""
+    if not st.session_state.get(PAINTED):
+        st.caption("Drawing the attention maps…")
+        browser_events.after_first_paint(f"{K}_first_paint", lambda: st.session_state.update({PAINTED: True}))
+        return
+    if exp.token_shapley.shape[1]:      # below, not beside: three panels need the full width at 1000 px
         drawn["token_contributions"] = figs.token_contribution_figure(exp.token_shapley[B], exp.present[B],
                                                                       unit=target_unit(exp.target))
         st.plotly_chart(drawn["token_contributions"], key=f"{K}_token_bars", **figs.CHART)
+    views(ck, wi, exp, baseline, target, drawn)
 
 
 # --------------------------------------------------------------------------- display-driven views
