@@ -199,13 +199,7 @@ def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, posit
     traces: list = []
     shapes: list[dict] = []
     first: dict = {}
-
-    def on_row(trs, i):
-        sfx = "" if i == 1 else str(i)
-        for tr in trs:
-            tr.update(xaxis=f"x{sfx}", yaxis=f"y{sfx}")
-            traces.append(tr)
-
+    on_row = functools.partial(_on_row, traces)
     for i, c in enumerate(chans, start=1):
         if ref is not None and c in ref_chans:
             j = ref_chans.index(c)
@@ -223,15 +217,28 @@ def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, posit
         edges, vals = time_band(positions, weights)
         on_row([_band_trace(edges, vals, colorscale, zmax, band_label, robust)], n)
         lay[f"yaxis{n}"]["showticklabels"] = True
-    for j in range(1, n + 1):
-        lay[f"xaxis{j if j > 1 else ''}"].update(nticks=X_TICKS, **({"range": list(t_range)} if t_range else {}))
-    lay[f"xaxis{n if n > 1 else ''}"]["title"] = dict(text="time (s)")
+    _time_axes(lay, n, t_range)
     lay["shapes"] = shapes + _window_shapes(windows, window_label)
     lay.update(layout_dict(title, height, margin=margin, showlegend=legend,
                            legend=dict(orientation="h", x=0, xanchor="left",
                                        y=-44 / max(height - margin["t"] - margin["b"], 1), yanchor="top",
                                        font=dict(size=11))))
     return add_time_cursor(go.Figure(data=traces, layout=lay), cursor)
+
+
+def _on_row(traces: list, trs, i: int) -> None:
+    """Put these traces on row i's axes (of a make_subplots grid) and into `traces`."""
+    sfx = "" if i == 1 else str(i)
+    for tr in trs:
+        tr.update(xaxis=f"x{sfx}", yaxis=f"y{sfx}")
+        traces.append(tr)
+
+
+def _time_axes(lay: dict, n: int, t_range) -> None:
+    """Every row's time axis in a layout dict: its range, ~X_TICKS ticks; the title under the last."""
+    for j in range(1, n + 1):
+        lay[f"xaxis{j if j > 1 else ''}"].update(nticks=X_TICKS, **({"range": list(t_range)} if t_range else {}))
+    lay[f"xaxis{n if n > 1 else ''}"]["title"] = dict(text="time (s)")
 
 
 def _finish_time_axes(fig: go.Figure, n: int, t_range, cursor: float | None) -> None:
