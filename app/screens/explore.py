@@ -3,7 +3,9 @@
 The sidebar picks the checkpoint, the weld and the target; the explanation is computed (or
 taken from the cache) once per run. Everything below the contributions depends only on
 that explanation and the display controls (head, map, token, colour scale, clicks, zoom),
-so it is one fragment (`views`): changing a display control reruns that part alone.
+so it is one fragment (`views`): changing a display control reruns that part alone. It sits
+in a fragment of its own (`rest`, with the per-token Shapley bars), which a session's first
+run leaves for after the browser has painted the first answer (prediction, contributions).
 """
 
 from __future__ import annotations
