@@ -88,5 +88,6 @@ _first_paint = st.components.v2.component("weld_dashboard.first_paint", js=_PAIN
 def after_first_paint(key: str, on_painted: Callable[[], None]) -> None:
     """Call `on_painted()` and rerun (the fragment this is in, or the script) as soon as the
     browser has painted what the run drew so far: a page can send its first answer alone and
-    draw the rest in the rerun. (Only a browser fires it: AppTest never does.)"""
+    draw the rest in the rerun. Only a browser fires it (AppTest never does); a page opened in
+    a background tab fires it when shown (requestAnimationFrame waits until the page is visible)."""
     _first_paint(key=key, on_painted_change=on_painted, width="stretch", height="content")
