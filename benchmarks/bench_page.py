@@ -136,13 +136,11 @@ def _longest_weld(folders: list[Path]) -> Path:
 
 def explore_payloads(weld_id: str) -> list[int]:
     """Bytes of every figure the Explore page sends for this weld (spec + config), via AppTest."""
-    from streamlit.testing.v1 import AppTest
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_app_support import new_app
 
-    from app.screens.explore import PAINTED
-
-    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=300)
+    at = new_app(timeout=300)             # the whole page (the first paint counted as reported)
     at.query_params["weld"] = weld_id
-    at.session_state[PAINTED] = True      # the whole page: AppTest never reports the first paint
     at.run()
     if at.exception:
         raise RuntimeError(f"Explore failed for {weld_id}: {at.exception[0].value}")

@@ -77,8 +77,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     os.environ["WELD_DASHBOARD_CACHE_MB"] = str(args.cache_mb)      # before app.caches reads it
-    from test_app_support import MAIN, data_root, weld_dirs
-    from streamlit.testing.v1 import AppTest
+    from test_app_support import data_root, new_app, weld_dirs
 
     root = data_root()
     if root != REPO / "sample_data":
@@ -92,11 +91,7 @@ def main(argv=None) -> int:
         real = getattr(owner, name)
         setattr(owner, name, lambda *a, _real=real, **k: explains.append(1) or _real(*a, **k))
 
-    from app.screens.explore import PAINTED
-
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.session_state[PAINTED] = True      # the whole page each run: AppTest never reports the first paint
-    at.run()
+    at = new_app(timeout=180).run()       # the whole page each run (the first paint counted as reported)
     at.radio(key="explore_weld_source").set_value("Upload a zip").run()
     start = rss_mb()
     print(f"soak_rss_mb_start={start:.1f}", flush=True)

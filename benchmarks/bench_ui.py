@@ -34,6 +34,8 @@ from pathlib import Path
 from bench_page import CHROMIUM, CHROMIUM_ARGS, OFFLINE, _free_port, _start_streamlit  # beside this file
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from test_app_support import CELL_CENTRE_JS  # noqa: E402 - the tests' helper, shared with the browser test
 REPS = 5
 QUIET_MS = 400
 TIMEOUT_MS = 180_000
@@ -105,15 +107,7 @@ def _choose(page, label: str, option: str, where: str = "stMain") -> float:
 
 
 def _click_cell(page, title: str, col: int, token: int) -> float:
-    xy = page.evaluate(
-        """([title, col, token]) => {
-            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && el.layout.title
-                && (el.layout.title.text || '').replace(/<[^>]+>/g, '').startsWith(title));
-            plot.scrollIntoView();
-            const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-            const r = plot.querySelector('.main-svg').getBoundingClientRect();
-            return [r.left + xa._offset + xa.l2p(col), r.top + ya._offset + ya.l2p(token)];
-        }""", [title, col, token])
+    xy = page.evaluate(CELL_CENTRE_JS, [title, col, token])
     page.mouse.move(xy[0], xy[1])
     page.wait_for_timeout(300)
     t0 = _now(page)

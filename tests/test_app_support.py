@@ -71,13 +71,15 @@ def zip_weld(folder: Path) -> bytes:
     return buf.getvalue()
 
 
-def new_app(painted: bool = True) -> AppTest:
+def new_app(painted: bool = True, timeout: float = TIMEOUT) -> AppTest:
     """A fresh session. Explore's first run in a browser sends its first answer alone and draws
     the rest once the browser reports the paint (`browser_events.after_first_paint`), which
     AppTest never does: `painted` says that already happened."""
-    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    from app.screens.explore import PAINTED
+
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
     if painted:
-        at.session_state["explore_painted"] = True
+        at.session_state[PAINTED] = True
     return at
 
 
@@ -159,3 +161,15 @@ def test_os_environ_is_untouched_by_data_root():
     root = data_root()
     assert os.environ.get(DATA_ENV) == before
     assert sample_data_ready(root)
+
+
+# In the browser: the page coordinates of the centre of cell (col, token) of the heatmap whose
+# title starts with `title` (scrolled into view), from Plotly's own axes.
+CELL_CENTRE_JS = """([title, col, token]) => {
+    const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && el.layout.title
+        && (el.layout.title.text || '').replace(/<[^>]+>/g, '').startsWith(title));
+    plot.scrollIntoView();
+    const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    const r = plot.querySelector('.main-svg').getBoundingClientRect();
+    return [r.left + xa._offset + xa.l2p(col), r.top + ya._offset + ya.l2p(token)];
+}"""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for_app, wait_for_plotly
-from test_app_support import DATA_ENV, REPO, data_root, sample_data_ready, weld_dirs, zip_weld
+from test_app_support import CELL_CENTRE_JS, DATA_ENV, REPO, data_root, sample_data_ready, weld_dirs, zip_weld
 
 # The server fixture starts `streamlit run` with this process's environment. Without a
 # complete sample_data/ (fresh checkout), point it at a stand-in that the fixture below
@@ -40,15 +40,7 @@ def _choose(page, label: str, option: str) -> None:
 def _click_heatmap_cell(page, title: str, col: int, token: int) -> str:
     """Click the centre of one heatmap cell, as a user would; returns the hover text shown
     just before the click."""
-    xy = page.evaluate(
-        """([title, col, token]) => {
-            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(el => el.layout && el.layout.title
-                && (el.layout.title.text || '').replace(/<[^>]+>/g, '') === title);
-            plot.scrollIntoView();
-            const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
-            const r = plot.querySelector('.main-svg').getBoundingClientRect();
-            return [r.left + xa._offset + xa.l2p(col), r.top + ya._offset + ya.l2p(token)];
-        }""", [title, col, token])
+    xy = page.evaluate(CELL_CENTRE_JS, [title, col, token])
     page.mouse.move(xy[0], xy[1])
     page.locator(".hoverlayer .hovertext").first.wait_for()
     hover = page.evaluate("[...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' | ')")

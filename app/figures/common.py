@@ -68,6 +68,12 @@ def wrap_label(text: str, width: int = 14) -> str:
     return "<br>".join(lines)
 
 
+def axis_suffix(row: int) -> str:
+    """Plotly's name suffix of the axes of subplot row `row` (1-based): "" for the first,
+    then "2", "3", …: `xaxis{suffix}` in the layout, `x{suffix}` on a trace or shape."""
+    return "" if row == 1 else str(row)
+
+
 def layout_dict(title: str | None = None, height: int | None = None, **kw) -> dict:
     """The shared look as a layout dict, for a figure built in one `go.Figure(data, layout)`
     call: each `update_layout` on a built figure goes through Plotly's relayout machinery

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from fusion_core.explain.views import downsample_columns, shared_range
 from fusion_core.vocab import MODALITIES
 
-from .common import f32, layout, layout_dict
+from .common import axis_suffix, f32, layout, layout_dict
 
 HEATMAP_MAX_COLS = 600     # about the pixels a half-width heatmap has
 # The colour-bar label of each map kind (fusion_core.explain.engine.MAP_KINDS).
@@ -254,7 +254,7 @@ def head_values_figure(values: Mapping[str, np.ndarray], title: str | None = "pe
     traces, lay = [], {}
     for i, (name, v) in enumerate(values.items()):
         v = np.asarray(v, dtype=np.float64)
-        sfx = "" if i == 0 else str(i + 1)
+        sfx = axis_suffix(i + 1)
         top = 1.0 - i * (h + gap)
         traces.append(go.Bar(x=[f"h{j}" for j in range(len(v))], y=f32(v), marker_color="#5B8E7D", showlegend=False,
                              xaxis=f"x{sfx}", yaxis=f"y{sfx}", hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>"))

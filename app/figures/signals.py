@@ -21,7 +21,7 @@ from fusion_core.explain.views import SPEC_MAX_FRAMES, minmax_envelope, shared_r
 from fusion_core.io.procedure import ProcedureLimits, out_of_range_spans
 from fusion_core.vocab import SENSOR_UNITS
 
-from .common import f32, layout, layout_dict
+from .common import axis_suffix, f32, layout, layout_dict
 from .maps import add_time_cursor
 
 SIGNAL_MAX_POINTS = 2000   # time bins of a raw signal (each bin sends its min and max)
@@ -38,22 +38,10 @@ X_TICKS = 10
 LEFT_PX = 76                           # one left margin for the sensor and audio figures: their time axes line up
 
 
-def _add_windows(fig: go.Figure, windows, rows=None, label: str = TRUTH_LABEL) -> None:
-    """Truth windows shaded; one legend entry for all of them. `rows`: the figure's rows share
-    one time axis (make_subplots, shared x), so one shape per window spans them all (paper
-    height): `add_vrect(row="all")` made one per row, and was a third of the sensor figure's
-    build time."""
-    windows = list(windows or ())
-    if rows:
-        if windows:
-            fig.update_layout(shapes=list(fig.layout.shapes) + _window_shapes(windows, label))
-        return
-    for a, z in windows:
-        fig.add_vrect(x0=a, x1=z, fillcolor=TRUTH_FILL, opacity=0.22, line_width=0, layer="below",
-                      name=label, legendgroup="truth", showlegend=False)
-    truth = [sh for sh in fig.layout.shapes if sh.name == label]
-    if truth:
-        truth[0].showlegend = True
+def _add_windows(fig: go.Figure, windows, label: str = TRUTH_LABEL) -> None:
+    """Shade `windows` on a figure whose rows share one time axis (`_window_shapes`)."""
+    if windows:
+        fig.update_layout(shapes=list(fig.layout.shapes) + _window_shapes(windows, label))
 
 
 def _band_trace(edges: np.ndarray, vals: np.ndarray, colorscale, zmax: float | None, label: str,
@@ -109,7 +97,7 @@ def _limit_shapes(row: int, c: str, limits: ProcedureLimits, spans: list, t: np.
                   first: dict) -> list[dict]:
     """The allowed band of channel `c` over the checked span, and its out-of-range spans shaded."""
     lim = limits.channels[c]
-    xr, yr = ("x", "y") if row == 1 else (f"x{row}", f"y{row}")
+    xr, yr = f"x{axis_suffix(row)}", f"y{axis_suffix(row)}"
     a, b = limits.checked_span(t)
     finite = y[np.isfinite(y)]
     lo = lim.min if lim.min is not None else min(float(finite.min()) if finite.size else lim.max, lim.max)
@@ -127,8 +115,10 @@ def _limit_shapes(row: int, c: str, limits: ProcedureLimits, spans: list, t: np.
 
 
 def _window_shapes(windows, label: str = TRUTH_LABEL) -> list[dict]:
-    """Shaded time windows (the truth's, or a clicked cell's span), one paper-high shape each
-    (the rows share one time axis)."""
+    """Shaded time windows (the truth's, or a clicked cell's span), one paper-high shape each,
+    one legend entry for all: the rows share one time axis (make_subplots, shared x), so one
+    shape spans them all, where `add_vrect(row="all")` made one per row (a third of the sensor
+    figure's build time)."""
     return [dict(type="rect", x0=a, x1=z, xref="x", y0=0, y1=1, yref="paper", fillcolor=TRUTH_FILL, opacity=0.22,
                  line=dict(width=0), layer="below", name=label, legendgroup="truth",
                  showlegend=i == 0) for i, (a, z) in enumerate(windows or ())]
@@ -160,7 +150,7 @@ def _sensor_layout(n_chans: int, band: bool, titles: list[str], title: str | Non
     grid, plot_px = _sensor_grid(n_chans, band)
     lay = json.loads(grid)
     lay["annotations"] = [
-        dict(text=text, x=0.0, xanchor="left", xref="paper", y=lay[f"yaxis{i if i > 1 else ''}"]["domain"][1],
+        dict(text=text, x=0.0, xanchor="left", xref="paper", y=lay[f"yaxis{axis_suffix(i)}"]["domain"][1],
              yanchor="bottom", yref="paper", showarrow=False, font=dict(size=12), yshift=-2)
         for i, text in enumerate(titles, start=1)]
     top = (40 if title else 8) + GAP_PX
@@ -212,12 +202,13 @@ def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, posit
                                 legend="this weld" if ref is not None and i == 1 else None, group="weld"), i)
         if c in status:
             shapes += _limit_shapes(i, c, limits, status[c], t_all, sensor[c].to_numpy(dtype=np.float64), first)
-        lay[f"yaxis{i if i > 1 else ''}"].update(title_text=SENSOR_UNITS.get(c, ""), nticks=3)
+        lay[f"yaxis{axis_suffix(i)}"].update(title_text=SENSOR_UNITS.get(c, ""), nticks=3)
     if band:
         edges, vals = time_band(positions, weights)
         on_row([_band_trace(edges, vals, colorscale, zmax, band_label, robust)], n)
-        lay[f"yaxis{n}"]["showticklabels"] = True
-    _time_axes(lay, n, t_range)
+        lay[f"yaxis{axis_suffix(n)}"]["showticklabels"] = True
+    for name, axis in _time_axes(n, t_range).items():
+        lay[name].update(axis)
     lay["shapes"] = shapes + _window_shapes(windows, window_label)
     lay.update(layout_dict(title, height, margin=margin, showlegend=legend,
                            legend=dict(orientation="h", x=0, xanchor="left",
@@ -228,25 +219,18 @@ def sensor_figure(sensor: pd.DataFrame, weights: np.ndarray | None = None, posit
 
 def _on_row(traces: list, trs, i: int) -> None:
     """Put these traces on row i's axes (of a make_subplots grid) and into `traces`."""
-    sfx = "" if i == 1 else str(i)
     for tr in trs:
-        tr.update(xaxis=f"x{sfx}", yaxis=f"y{sfx}")
+        tr.update(xaxis=f"x{axis_suffix(i)}", yaxis=f"y{axis_suffix(i)}")
         traces.append(tr)
 
 
-def _time_axes(lay: dict, n: int, t_range) -> None:
-    """Every row's time axis in a layout dict: its range, ~X_TICKS ticks; the title under the last."""
-    for j in range(1, n + 1):
-        lay[f"xaxis{j if j > 1 else ''}"].update(nticks=X_TICKS, **({"range": list(t_range)} if t_range else {}))
-    lay[f"xaxis{n if n > 1 else ''}"]["title"] = dict(text="time (s)")
-
-
-def _finish_time_axes(fig: go.Figure, n: int, t_range, cursor: float | None) -> None:
-    if t_range is not None:
-        fig.update_xaxes(range=list(t_range))
-    fig.update_xaxes(nticks=X_TICKS)
-    fig.update_xaxes(title_text="time (s)", row=n, col=1)
-    add_time_cursor(fig, cursor)
+def _time_axes(n: int, t_range) -> dict:
+    """The time axes of n rows sharing one, as layout entries: the range, ~X_TICKS ticks, and
+    the title under the last row."""
+    axes = {f"xaxis{axis_suffix(j)}": dict(nticks=X_TICKS, **({"range": list(t_range)} if t_range else {}))
+            for j in range(1, n + 1)}
+    axes[f"xaxis{axis_suffix(n)}"]["title"] = dict(text="time (s)")
+    return axes
 
 
 def _waveform(fig: go.Figure, audio: np.ndarray, sample_rate: int, max_points, t_range, reference, reference_label):
@@ -303,8 +287,9 @@ def audio_figure(audio: np.ndarray, sample_rate: int, weights: np.ndarray | None
     if band:
         edges, vals = time_band(positions, weights)
         fig.add_trace(_band_trace(edges, vals, colorscale, zmax, band_label, robust), row=2, col=1)
-    _add_windows(fig, windows, rows=True, label=window_label)
-    _finish_time_axes(fig, 2 if band else 1, t_range, cursor)
+    _add_windows(fig, windows, window_label)
+    fig.update_layout(_time_axes(2 if band else 1, t_range))
+    add_time_cursor(fig, cursor)
     legend = reference is not None or bool(windows)
     return layout(fig, title, 300 + (30 if legend else 0), showlegend=legend,
                   margin=dict(l=LEFT_PX, r=20, t=40 if title else 16, b=40 + (30 if legend else 0)),
