@@ -57,17 +57,22 @@ def _parse(text: str):
     return int(text) if text.isdigit() else text
 
 
+def url_choice(param: str, options: Sequence, parse: Callable = _parse):
+    """The URL's value of `param` if it is one of `options`, else None."""
+    try:
+        value = parse(st.query_params[param]) if param in st.query_params else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and value in list(options) else None
+
+
 def from_url(key: str, param: str, options: Sequence, parse: Callable = _parse) -> None:
     """Before drawing the widget `key`: when it has no value yet and the URL names one of
     its `options`, start it there (an unknown value is ignored)."""
-    if key in st.session_state or param not in st.query_params:
-        return
-    try:
-        value = parse(st.query_params[param])
-    except (TypeError, ValueError):
-        return
-    if value in list(options):
-        st.session_state[key] = value
+    if key not in st.session_state:
+        value = url_choice(param, options, parse)
+        if value is not None:
+            st.session_state[key] = value
 
 
 def link_params(page: str) -> dict[str, str]:

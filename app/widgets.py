@@ -22,6 +22,7 @@ from fusion_core.models.checkpoint import SEED_DEFAULT_HEADS, LoadedCheckpoint
 from fusion_core.vocab import CLASS_NAMES, class_code_of
 
 from app import services
+from app.state import KEEP
 
 UPLOAD_CKPT = "Upload a checkpoint…"
 SAMPLE, ZIP, FILES, FEATURES = "Sample weld", "Upload a zip", "Upload weld files", "Upload a feature file"
@@ -191,18 +192,24 @@ def _heads_input(key: str, choice: str, ck: LoadedCheckpoint, heads: int | None)
                     on_change=given, help="The head count is in no tensor shape; the hidden size must divide by it.")
 
 
+def _checkpoint_options(key: str, default: str, query_param: str | None) -> tuple[list[Path], list[str], int]:
+    """The checkpoint files, the picker's options and the option it starts on."""
+    files = services.list_checkpoints()
+    external = st.session_state.get(f"{key}_external")          # (label, LoadedCheckpoint) from another page
+    options = [p.name for p in files] + ([external[0]] if external else []) + [UPLOAD_CKPT]
+    wanted = st.query_params.get(query_param) if query_param else None
+    return files, options, _index(options, wanted or default, fallback=0)
+
+
 def checkpoint_picker(key: str, *, label: str = "Checkpoint", default: str = "demo-best",
                       query_param: str | None = None) -> LoadedCheckpoint | None:
     """Pick a checkpoint from the data folder's checkpoints/ or upload one; shows its facts.
 
     A head-count input appears when the file does not say how many heads it has; while the
     count is assumed, a warning beside it says so."""
-    files = services.list_checkpoints()
+    files, options, idx = _checkpoint_options(key, default, query_param)
     names = [p.name for p in files]
     external = st.session_state.get(f"{key}_external")          # (label, LoadedCheckpoint) from another page
-    options = names + ([external[0]] if external else []) + [UPLOAD_CKPT]
-    wanted = st.query_params.get(query_param) if query_param else None
-    idx = _index(options, wanted or default, fallback=0)
     choice = st.selectbox(label, options, key=f"{key}_ckpt", **_initial(f"{key}_ckpt", idx))
     given = st.session_state.get(f"{key}_heads_for") == choice
     heads = st.session_state.get(f"{key}_heads") if given else None
@@ -244,11 +251,19 @@ def _sample_weld(key: str, wanted: str | None) -> WeldInput | None:
         st.warning(f"No sample welds in {services.data_dir()}.")
         return None
     ids = [p.name for p in folders]
-    # First visit: a defective weld, which has something to find (the first "good" one has not).
-    first_defect = next((i for i, w in enumerate(ids) if class_code_of(w) not in (None, 0)), 0)
     choice = st.selectbox("Weld", ids, format_func=class_label, key=f"{key}_sample",
-                          **_initial(f"{key}_sample", _index(ids, wanted, fallback=first_defect)))
-    folder = folders[ids.index(choice)]
+                          **_initial(f"{key}_sample", _first_sample(ids, wanted)))
+    return _sample_input(folders[ids.index(choice)])
+
+
+def _first_sample(ids: list[str], wanted: str | None) -> int:
+    """The sample weld the URL names; else a defective one, which has something to find (the
+    first "good" one has not)."""
+    first_defect = next((i for i, w in enumerate(ids) if class_code_of(w) not in (None, 0)), 0)
+    return _index(ids, wanted, fallback=first_defect)
+
+
+def _sample_input(folder: Path) -> WeldInput:
     weld = services.weld_from_folder(folder)
     return WeldInput("weld", weld.weld_id, weld.digest, weld=weld,
                      extra={"reread": lambda opts: services.weld_from_folder(folder, **opts)})
@@ -315,6 +330,27 @@ def weld_picker(key: str, *, query_param: str | None = None) -> WeldInput | None
     else:
         _good(f"{key}_weld_good", got)
     return got
+
+
+def first_inputs(key: str, *, default: str, ckpt_query_param: str, weld_query_param: str
+                 ) -> tuple[LoadedCheckpoint, WeldInput] | None:
+    """What `checkpoint_picker` and `weld_picker` under `key` will show when first drawn in this
+    session, without drawing them: a checkpoint of the data folder and a sample weld (the URL's
+    or the defaults). None when the session has chosen anything under `key` yet (a page visited
+    before, a hand-over from another page), or when either is not such a file, or cannot be
+    read (the pickers then say why)."""
+    if any(k.startswith(f"{key}_") or k.startswith(f"{KEEP}{key}_") for k in st.session_state):
+        return None
+    files, options, idx = _checkpoint_options(key, default, ckpt_query_param)
+    folders = services.list_weld_folders()
+    if options[idx] == UPLOAD_CKPT or not folders:
+        return None
+    ids = [p.name for p in folders]
+    try:
+        return (services.checkpoint_from_path(files[idx]),
+                _sample_input(folders[_first_sample(ids, st.query_params.get(weld_query_param))]))
+    except InputError:
+        return None
 
 
 def weld_set_picker(key: str) -> tuple[list[Weld], str] | None:

@@ -126,18 +126,57 @@ def test_each_sample_weld_baseline_and_target(app, data):
         assert errors(app) == [], target
 
 
-def test_a_sessions_first_run_sends_the_first_answer_alone(data):
-    """Before the browser has painted: prediction and modality contributions, and the listener
-    that reruns the app once painted; no maps yet. After: the rest (the browser test sees both)."""
-    at = new_app(painted=False).run()
-    assert problems(at) == []
-    assert _keys(at) == {"explore_pred", "explore_bars"}
-    assert [e.key for e in at.main.get("bidi_component")] == ["explore_first_paint"]
-    assert any(c.value == "Drawing the attention maps…" for c in at.caption)
+def test_a_sessions_first_look_draws_the_prediction_alone_then_the_whole_page(data):
+    """Before the browser has painted: the title and the prediction of the weld the link names,
+    and the listener that reruns the page once they are painted; no controls, bars or maps.
+    The rerun draws the sidebar on that same weld, target and baseline, and the same prediction
+    chart (so the browser keeps it), then everything else."""
+    weld = weld_dirs(data)[2].name
+    at = new_app(painted=False)
+    for k, v in {"weld": weld, "target": "cosine", "baseline": "zeros"}.items():
+        at.query_params[k] = v
+    at.run()
+    assert problems(at) == [] and errors(at) == []
+    assert [c.key for c in charts(at)] == ["explore_pred"]
+    assert at.title[0].value == f"Weld {weld}"
+    assert any(m.value.startswith("**Prediction:**") for m in at.markdown)
+    assert len(at.sidebar.selectbox) == 0 and len(at.main.selectbox) == 0
+    assert [e.key for e in at.main.get("bidi_component")] == ["explore_first_answer"]
+    first_pred = json.loads(charts(at)[0].proto.spec)
     at.session_state["explore_painted"] = True          # what the trigger's callback sets
     at.run()
+    assert problems(at) == [] and errors(at) == []
+    assert at.selectbox(key="explore_sample").value == weld
+    assert at.selectbox(key="explore_ckpt").value == "demo-best.safetensors"
+    assert at.selectbox(key="explore_target").value == "cosine"
+    assert at.selectbox(key="explore_baseline").value == "zeros"
+    assert at.title[0].value == f"Weld {weld}"
+    keys = [c.key for c in charts(at)]
+    assert keys[:3] == ["explore_pred", "explore_bars", "explore_token_bars"]
+    assert {"explore_hm_sensor", "explore_hm_video"} <= set(keys)
+    assert json.loads(charts(at)[0].proto.spec) == first_pred
+    assert [e.key for e in at.main.get("bidi_component")] == ["explore_cell_clicks"]
+
+
+def test_a_first_run_that_cannot_start_on_a_sample_weld_defers_only_the_rest(data):
+    """A weld handed over from another page before Explore was ever painted: the first run
+    draws the sidebar, the prediction and the contributions, and the listener that reruns the
+    rest (per-token bars, maps) once painted."""
+    weld = weld_dirs(data)[3]
+    at = new_app(painted=False)
+    at.session_state["explore_request"] = {"weld_path": str(weld), "weld": None, "ckpt_name": None, "ckpt": None}
+    at.run()
+    assert problems(at) == []
+    assert at.title[0].value == f"Weld {weld.name}"
+    assert at.selectbox(key="explore_sample").value == weld.name
+    assert _keys(at) == {"explore_pred", "explore_bars"}
+    assert [e.key for e in at.main.get("bidi_component")] == ["explore_first_paint"]
+    waiting = "Drawing the attention maps…"
+    assert any(c.value == waiting for c in at.caption)
+    at.session_state["explore_painted"] = True
+    at.run()
     assert {"explore_token_bars", "explore_hm_sensor", "explore_hm_video"} <= _keys(at)
-    assert not any(c.value == "Drawing the attention maps…" for c in at.caption)
+    assert not any(c.value == waiting for c in at.caption)
 
 
 def test_heatmaps_are_clickable_and_a_clicked_cell_shows_its_samples(app):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for_app, wait_for_plotly
+from app.widgets import class_label
 from test_app_support import CELL_CENTRE_JS, DATA_ENV, REPO, data_root, sample_data_ready, weld_dirs, zip_weld
 
 # The server fixture starts `streamlit run` with this process's environment. Without a
@@ -46,6 +47,40 @@ def _click_heatmap_cell(page, title: str, col: int, token: int) -> str:
     hover = page.evaluate("[...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' | ')")
     page.mouse.click(xy[0], xy[1])
     return hover
+
+
+# Installed before the page's scripts: what the page held when its first chart appeared.
+_AT_FIRST_CHART_JS = """
+(() => {
+  new MutationObserver((_, obs) => {
+    if (!document.querySelector('.js-plotly-plot .main-svg')) return;
+    window.__atFirstChart = {
+      charts: document.querySelectorAll('.js-plotly-plot').length,
+      controls: document.querySelectorAll('[data-testid="stSelectbox"]').length,
+      heading: (document.querySelector('[data-testid="stMain"] h1') || {}).textContent || null,
+    };
+    obs.disconnect();
+  }).observe(document, {subtree: true, childList: true});
+})();
+"""
+
+
+def test_a_first_look_shows_the_prediction_first_then_the_whole_page(page, page_log, data):
+    """A new tab on a link to a weld: the prediction is drawn alone (no controls, no other chart
+    yet), then, once the browser has painted it, the whole page on that same weld."""
+    weld = weld_dirs(data)[2].name
+    page.add_init_script(_AT_FIRST_CHART_JS)
+    page.goto(f"/?weld={weld}")
+    wait_for_plotly(page, 7)
+    wait_for_app(page)
+    first = page.evaluate("window.__atFirstChart")
+    assert first == {"charts": 1, "controls": 0, "heading": f"Weld {weld}"}, first
+    assert page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').count() >= 3
+    assert page.get_by_test_id("stMain").locator("h1").first.text_content() == f"Weld {weld}"
+    shown = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input').evaluate_all(
+        "els => els.map(e => e.value)")
+    assert class_label(weld) in shown, shown
+    assert f"weld={weld}" in page.url
 
 
 def test_explore_uploads_heatmaps_cell_click_then_compare(page, page_log, data, tmp_path):
