@@ -131,6 +131,8 @@ def test_a_sessions_first_look_draws_the_prediction_alone_then_the_whole_page(da
     and the listener that reruns the page once they are painted; no controls, bars or maps.
     The rerun draws the sidebar on that same weld, target and baseline, and the same prediction
     chart (so the browser keeps it), then everything else."""
+    from app.screens.explore import FIRST_LOOK_WAIT
+
     weld = weld_dirs(data)[2].name
     at = new_app(painted=False)
     for k, v in {"weld": weld, "target": "cosine", "baseline": "zeros"}.items():
@@ -142,6 +144,7 @@ def test_a_sessions_first_look_draws_the_prediction_alone_then_the_whole_page(da
     assert any(m.value.startswith("**Prediction:**") for m in at.markdown)
     assert len(at.sidebar.selectbox) == 0 and len(at.main.selectbox) == 0
     assert [e.key for e in at.main.get("bidi_component")] == ["explore_first_answer"]
+    assert [c.value for c in at.main.caption] == [FIRST_LOOK_WAIT]
     first_pred = json.loads(charts(at)[0].proto.spec)
     at.session_state["explore_painted"] = True          # what the trigger's callback sets
     at.run()
@@ -156,6 +159,7 @@ def test_a_sessions_first_look_draws_the_prediction_alone_then_the_whole_page(da
     assert {"explore_hm_sensor", "explore_hm_video"} <= set(keys)
     assert json.loads(charts(at)[0].proto.spec) == first_pred
     assert [e.key for e in at.main.get("bidi_component")] == ["explore_cell_clicks"]
+    assert FIRST_LOOK_WAIT not in [c.value for c in at.main.caption]
 
 
 def test_a_first_run_that_cannot_start_on_a_sample_weld_defers_only_the_rest(data):

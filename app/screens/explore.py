@@ -37,6 +37,7 @@ from app.screens.explore_raw import cell_pictures, cell_signal, cursor_time, raw
 from app.widgets import WeldInput
 
 
+FIRST_LOOK_WAIT = "Drawing the controls, the contributions and the attention maps…"
 PAINTED = f"{K}_painted"          # this session's browser has painted the first answer
 BASELINE = f"{K}_baseline"
 
@@ -126,10 +127,11 @@ def first_answer() -> bool:
             exp = services.explain_input(ck, services.weld_for(ck, wi), baseline, target)
     except InputError:
         return False                    # the pickers will say so
-    _problems, header, _contrib = st.container(), st.container(), st.container()   # as in main_area
+    _problems, header, contrib = st.container(), st.container(), st.container()   # as in main_area
     drawn: dict = {}
     with header:
         weld_header(exp, ck, wi.weld, drawn, brief=True)
+    contrib.caption(FIRST_LOOK_WAIT)            # where the rerun puts the contributions
     browser_events.after_first_paint(f"{K}_first_answer", lambda: st.session_state.update({PAINTED: True}),
                                      charts=len(drawn))
     return True
