@@ -132,9 +132,14 @@ def first_answer() -> bool:
     with header:
         weld_header(exp, ck, wi.weld, drawn, brief=True)
     contrib.caption(FIRST_LOOK_WAIT)            # where the rerun puts the contributions
-    browser_events.after_first_paint(f"{K}_first_answer", lambda: st.session_state.update({PAINTED: True}),
-                                     charts=len(drawn))
+    _rerun_when_painted(f"{K}_first_answer", drawn)
     return True
+
+
+def _rerun_when_painted(key: str, drawn: dict) -> None:
+    """Once the browser has drawn the charts of this run (`drawn`), mark the session painted
+    and rerun (the whole page, or the fragment this is called in)."""
+    browser_events.after_first_paint(key, lambda: st.session_state.update({PAINTED: True}), charts=len(drawn))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -267,15 +272,14 @@ def rest(ck: LoadedCheckpoint, wi: WeldInput, exp: Explanation, baseline: str, t
     """Everything below the modality contributions: Shapley per fusion token, then the maps
     and the other views (`views`, a fragment of its own inside this one).
 
-    A session's first run sends the first answer (prediction and modality contributions)
-    alone: here only a placeholder and a listener, which reruns this fragment once the
-    browser has painted that answer. In one batch, the first chart waited for all of them
-    (2.3× a bare page's load, bench_ui); a fragment rerun, not an app rerun, so the header
-    and the sidebar are not sent again."""
+    When a session's first run could not be `first_answer`'s (a weld handed over from another
+    page, encoders that ask first), it still sends its first answer (the sidebar, the
+    prediction and the contributions) before the rest: here only a placeholder and a listener,
+    which reruns this fragment once the browser has drawn that answer; a fragment rerun, so
+    the header and the sidebar are not sent again."""
     if not st.session_state.get(PAINTED):
         st.caption("Drawing the attention maps…")
-        browser_events.after_first_paint(f"{K}_first_paint", lambda: st.session_state.update({PAINTED: True}),
-                                         charts=len(drawn))
+        _rerun_when_painted(f"{K}_first_paint", drawn)
         return
     if exp.token_shapley.shape[1]:      # below, not beside: three panels need the full width at 1000 px
         drawn["token_contributions"] = figs.token_contribution_figure(exp.token_shapley[B], exp.present[B],
